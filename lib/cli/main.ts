@@ -1,0 +1,9 @@
+// The `soco-train` command line: one commander program, one module per command group.
+import { Command } from 'commander';
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('soco-train')
+    .description('SoCo detector pretraining on LibTorch: proposals, views, training, export')
+    .showHelpAfterError();
+  await program.parseAsync(argv);
+}

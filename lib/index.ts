@@ -1,0 +1,2 @@
+// Public API of the soco-train package.
+export * as torch from './torch';

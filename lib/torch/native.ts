@@ -1,0 +1,36 @@
+// The one place that loads the addon. Everything else imports lib/torch (or this module's
+// `native` for the domain bindings that are not tensor ops: image decode, proposals, c10d).
+import * as path from 'path';
+
+export const packageRoot = path.resolve(__dirname, '..', '..', '..');
+
+/** Raised when the compiled addon cannot be loaded; the message names the fix. */
+export class NativeLoadError extends Error {
+  override name = 'NativeLoadError';
+}
+
+function explain(err: Error): string {
+  const msg = err.message;
+  const setup = `run \`bash ${path.join(packageRoot, 'scripts', 'setup.sh')}\``;
+  if (/No native build was found/.test(msg))
+    return `the soco-train addon is not built. Fix: ${setup} (or \`npm run build:native\`).`;
+  const lib = /(lib(?:torch\w*|c10\w*|gloo\w*)\.so[\w.]*): cannot open shared object file/.exec(msg);
+  if (lib)
+    return `LibTorch is missing (${lib[1]} not found). Fix: ${setup}, which installs Debian's libtorch-dev, ` +
+      `or point LD_LIBRARY_PATH at the LibTorch the addon was built against.`;
+  if (/undefined symbol/.test(msg))
+    return `the addon was built against a different LibTorch than the one loaded (${msg.split('\n')[0]}). ` +
+      `Fix: rebuild with \`npm run build:native\` against the LibTorch you run with.`;
+  return `${msg}. Fix: ${setup} and \`npm run build:native\`.`;
+}
+
+function load(): any {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    return require('node-gyp-build')(packageRoot);
+  } catch (err) {
+    throw new NativeLoadError(`cannot load the soco-train native addon: ${explain(err as Error)}`);
+  }
+}
+
+export const native = load();

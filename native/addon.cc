@@ -1,0 +1,18 @@
+// Entry point: each domain registers its bindings on the exports object.
+#include <napi.h>
+
+#include "tensor.h"
+
+namespace soco {
+void InitImage(Napi::Env env, Napi::Object exports);
+void InitProposals(Napi::Env env, Napi::Object exports);
+}  // namespace soco
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  soco::InitTensor(env, exports);
+  soco::InitImage(env, exports);
+  soco::InitProposals(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(soco_train, Init)

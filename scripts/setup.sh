@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs whatever is missing for soco-train, then builds it. Idempotent and quick when nothing
+# changed: `npm test` and `npm run demo` call it first, so both work on a fresh clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: Debian's CPU LibTorch, Gloo headers for c10d, image codecs, and the Python
+# reference stack the tests and benchmarks compare against.
+APT_PACKAGES=(cmake g++ libtorch-dev libgloo-dev libjpeg-dev libpng-dev libwebp-dev
+  python3-torch python3-torchvision python3-skimage python3-opencv python3-pil)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm packages; `npm ci` also compiles the addon (install script) and the TypeScript (prepare).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+else
+  # Incremental rebuilds: only changed sources recompile.
+  if [ -f build/CMakeCache.txt ]; then npx cmake-js build --log-level warn; else npx cmake-js compile --log-level warn; fi
+  npx tsc -p tsconfig.json
+fi

@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Prints LibTorch's compile and link flags for binding.gyp (CMake finds them itself with find_package).
+// TORCH_ROOT (a LibTorch or the pip wheel's torch/ folder) overrides Debian's system install.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+const root = process.env.TORCH_ROOT;
+const inc = root ? path.join(root, 'include') : '/usr/include';
+const lib = root ? path.join(root, 'lib') : null;
+const cuda = lib ? fs.existsSync(path.join(lib, 'libtorch_cuda.so')) : false;
+const what = process.argv[2];
+const out = {
+  include: [inc, path.join(inc, 'torch', 'csrc', 'api', 'include')],
+  defines: cuda ? ['SOCO_WITH_CUDA'] : [],
+  // Debian builds LibTorch with the C++11 ABI; the pip wheels state theirs in the ABI flag below.
+  cflags: [`-D_GLIBCXX_USE_CXX11_ABI=${process.env.TORCH_CXX11_ABI ?? '1'}`],
+  libs: [
+    ...(lib ? [`-L${lib}`, `-Wl,-rpath,${lib}`] : []),
+    '-ltorch', '-ltorch_cpu', '-lc10', ...(cuda ? ['-ltorch_cuda', '-lc10_cuda'] : []),
+  ],
+}[what];
+if (!out) {
+  console.error('usage: torch-paths.js include|defines|cflags|libs');
+  process.exit(2);
+}
+console.log(out.join(' '));
