@@ -1,0 +1,30 @@
+// `npm run bench [-- NAME...] [-- --device cuda]`: runs the benchmarks, each measuring soco-train and
+// its reference in the same run, and printing `bench: NAME ours=V UNIT ref=V UNIT ratio=X` lines.
+export interface BenchOptions { device: string }
+type Bench = (opts: BenchOptions) => Promise<void>;
+
+// name -> loader; a module is loaded only when its benchmark runs.
+const benches: Record<string, () => Promise<Bench>> = {
+};
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  let device = 'cpu';
+  const names: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--device') device = args[++i];
+    else if (args[i].startsWith('--device=')) device = args[i].slice(9);
+    else names.push(args[i]);
+  }
+  const unknown = names.filter((n) => !(n in benches));
+  if (unknown.length) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; known: ${Object.keys(benches).join(', ')}`);
+  for (const name of names.length ? names : Object.keys(benches)) {
+    const run = await benches[name]();
+    await run({ device });
+  }
+}
+
+main().catch((err) => {
+  console.error(`bench: ${err instanceof Error ? err.stack : err}`);
+  process.exit(1);
+});

@@ -1,0 +1,215 @@
+#!/usr/bin/python3
+"""Reference selective search: what the SoCo authors ran (their fixed copy of the AlpacaDB
+package), rebuilt on Debian's scikit-image so the native version can be checked box for box.
+
+Semantics kept on purpose (see docs/proposal-store.md):
+- felzenszwalb(img_as_float(rgb), scale, sigma, min_size) from skimage.
+- rgb2hsv of the 0..255 float image, 25-bin histograms over (0, 255): H and S lie in [0, 1],
+  so they always fall in bin 0 and only V discriminates (the authors' behaviour).
+- LBP(P=8, R=1) per RGB channel, 10-bin histograms over (0, 255) (the authors' fix).
+- Neighbours: some corner of the later region's box lies strictly inside the earlier one's.
+- Greedy merge of the most similar pair; ties go to the pair inserted last into the similarity
+  dict (the authors take sorted(S.items())[-1]); every region (initial and merged) yields a box.
+- Sums of histogram intersections are sequential left-to-right double sums, as Python's sum().
+
+Usage (Debian's /usr/bin/python3):
+  selective_search_ref.py ss [--scale S --sigma s --min-size m --labels DIR] IMAGE...
+      one JSON line per image: path, width, height, seconds, seg_seconds, nsegments,
+      rects (authors' [x, y, w, h] for every region, in region order)
+  selective_search_ref.py decode IMAGE OUT.rgb     raw RGB HWC bytes (PIL, .convert('RGB'))
+  selective_search_ref.py opencv [--scale --sigma --min-size] IMAGE...
+      OpenCV's single-strategy selective search (speed yardstick only): JSON lines with seconds
+"""
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def load_rgb(path):
+    from PIL import Image
+    with Image.open(path) as im:
+        return np.asarray(im.convert('RGB'))
+
+
+def region_stats(rgb, labels, n):
+    """Bounding boxes, sizes, colour and texture histograms per initial region."""
+    import skimage.color
+    import skimage.feature
+    h, w = labels.shape
+    flat = labels.ravel()
+    ys, xs = np.divmod(np.arange(h * w), w)
+    min_x = np.full(n, 0xffff, np.int64)
+    min_y = np.full(n, 0xffff, np.int64)
+    max_x = np.zeros(n, np.int64)
+    max_y = np.zeros(n, np.int64)
+    np.minimum.at(min_x, flat, xs)
+    np.minimum.at(min_y, flat, ys)
+    np.maximum.at(max_x, flat, xs)
+    np.maximum.at(max_y, flat, ys)
+    size = np.bincount(flat, minlength=n)
+    img = rgb.astype(np.float64)  # the authors' 4-channel float image carries 0..255 RGB
+    hsv = skimage.color.rgb2hsv(img)
+    tex = np.stack([skimage.feature.local_binary_pattern(img[:, :, c], 8, 1.0)
+                    for c in range(3)], axis=-1)
+
+    def hist(values, bins):
+        # np.histogram's bin assignment over (0, 255) for every channel, counted per region
+        out = []
+        for c in range(3):
+            v = values[:, :, c].ravel()
+            edges = np.linspace(0.0, 255.0, bins + 1)
+            idx = (v * (bins / 255.0)).astype(np.intp)
+            idx[idx == bins] -= 1
+            idx[v < edges[idx]] -= 1
+            idx[(v >= edges[idx + 1]) & (idx != bins - 1)] += 1
+            out.append(np.bincount(flat * bins + idx, minlength=n * bins).reshape(n, bins))
+        return np.concatenate(out, axis=1).astype(np.float64) / size[:, None]
+
+    hist_c = hist(hsv, 25)
+    hist_t = hist(tex, 10)
+    return [dict(min_x=int(min_x[k]), min_y=int(min_y[k]), max_x=int(max_x[k]),
+                 max_y=int(max_y[k]), size=int(size[k]), hist_c=hist_c[k], hist_t=hist_t[k])
+            for k in range(n)]
+
+
+def seq_sum(v):
+    return float(np.cumsum(v)[-1])  # strictly left-to-right, like Python's sum()
+
+
+def similarity(a, b, imsize):
+    colour = seq_sum(np.minimum(a['hist_c'], b['hist_c']))
+    texture = seq_sum(np.minimum(a['hist_t'], b['hist_t']))
+    size = 1.0 - (a['size'] + b['size']) / imsize
+    bbsize = ((max(a['max_x'], b['max_x']) - min(a['min_x'], b['min_x']))
+              * (max(a['max_y'], b['max_y']) - min(a['min_y'], b['min_y'])))
+    fill = 1.0 - (bbsize - a['size'] - b['size']) / imsize
+    return colour + texture + size + fill
+
+
+def box_neighbours(R):
+    """Pairs (a, b), a < b, where a corner of b's box lies strictly inside a's box."""
+    n = len(R)
+    mnx = np.array([r['min_x'] for r in R]); mxx = np.array([r['max_x'] for r in R])
+    mny = np.array([r['min_y'] for r in R]); mxy = np.array([r['max_y'] for r in R])
+    pairs = []
+    for a in range(n - 1):
+        b = np.arange(a + 1, n)
+        inx0 = (mnx[a] < mnx[b]) & (mnx[b] < mxx[a])
+        inx1 = (mnx[a] < mxx[b]) & (mxx[b] < mxx[a])
+        iny0 = (mny[a] < mny[b]) & (mny[b] < mxy[a])
+        iny1 = (mny[a] < mxy[b]) & (mxy[b] < mxy[a])
+        hit = (inx0 & iny0) | (inx1 & iny1) | (inx0 & iny1) | (inx1 & iny0)
+        pairs.extend((a, int(x)) for x in b[hit])
+    return pairs
+
+
+def merge(a, b):
+    s = a['size'] + b['size']
+    return dict(min_x=min(a['min_x'], b['min_x']), min_y=min(a['min_y'], b['min_y']),
+                max_x=max(a['max_x'], b['max_x']), max_y=max(a['max_y'], b['max_y']), size=s,
+                hist_c=(a['hist_c'] * a['size'] + b['hist_c'] * b['size']) / s,
+                hist_t=(a['hist_t'] * a['size'] + b['hist_t'] * b['size']) / s)
+
+
+def selective_search(rgb, scale, sigma, min_size):
+    import skimage.segmentation
+    import skimage.util
+    t0 = time.perf_counter()
+    labels = skimage.segmentation.felzenszwalb(skimage.util.img_as_float(rgb), scale=scale,
+                                               sigma=sigma, min_size=min_size)
+    seg_s = time.perf_counter() - t0
+    n = int(labels.max()) + 1
+    imsize = labels.size
+    R = region_stats(rgb, labels, n)
+    S = {}
+    for a, b in box_neighbours(R):
+        S[(a, b)] = similarity(R[a], R[b], imsize)
+    while S:
+        best = None
+        for k, v in S.items():  # the last of the maximal pairs, as sorted(...)[-1]
+            if best is None or v >= bestv:
+                best, bestv = k, v
+        i, j = best
+        t = len(R)
+        R.append(merge(R[i], R[j]))
+        touched = [k for k in S if i in k or j in k]
+        for k in touched:
+            del S[k]
+        for k in touched:
+            if k != (i, j):
+                nb = k[1] if k[0] in (i, j) else k[0]
+                S[(t, nb)] = similarity(R[t], R[nb], imsize)
+    rects = [[r['min_x'], r['min_y'], r['max_x'] - r['min_x'], r['max_y'] - r['min_y']]
+             for r in R]
+    return labels, rects, seg_s, n
+
+
+def parse(argv):
+    opts = dict(scale=500.0, sigma=0.9, min_size=10, labels=None)
+    files = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ('--scale', '--sigma'):
+            opts[a[2:]] = float(argv[i + 1]); i += 2
+        elif a == '--min-size':
+            opts['min_size'] = int(argv[i + 1]); i += 2
+        elif a == '--labels':
+            opts['labels'] = argv[i + 1]; i += 2
+        else:
+            files.append(a); i += 1
+    return opts, files
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == 'decode':
+        rgb = load_rgb(sys.argv[2])
+        with open(sys.argv[3], 'wb') as f:
+            f.write(np.ascontiguousarray(rgb).tobytes())
+        print(json.dumps(dict(width=rgb.shape[1], height=rgb.shape[0])))
+        return
+    opts, files = parse(sys.argv[2:])
+    for path in files:
+        rgb = load_rgb(path)
+        if cmd == 'ss':
+            t0 = time.perf_counter()
+            labels, rects, seg_s, n = selective_search(rgb, opts['scale'], opts['sigma'],
+                                                        opts['min_size'])
+            secs = time.perf_counter() - t0
+            if opts['labels']:
+                import os
+                out = os.path.join(opts['labels'], os.path.basename(path) + '.labels')
+                labels.astype(np.int32).tofile(out)
+            print(json.dumps(dict(path=path, width=rgb.shape[1], height=rgb.shape[0],
+                                  seconds=secs, seg_seconds=seg_s, nsegments=n, rects=rects)),
+                  flush=True)
+        elif cmd == 'opencv':
+            import cv2
+            cv2.setNumThreads(1)
+            from cv2.ximgproc import segmentation as seg
+            bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+            t0 = time.perf_counter()
+            ss = seg.createSelectiveSearchSegmentation()
+            gs = seg.createGraphSegmentation(opts['sigma'], opts['scale'], opts['min_size'])
+            strat = seg.createSelectiveSearchSegmentationStrategyMultiple(
+                seg.createSelectiveSearchSegmentationStrategyColor(),
+                seg.createSelectiveSearchSegmentationStrategyTexture(),
+                seg.createSelectiveSearchSegmentationStrategySize(),
+                seg.createSelectiveSearchSegmentationStrategyFill())
+            ss.setBaseImage(bgr)
+            ss.addImage(bgr)
+            ss.addGraphSegmentation(gs)
+            ss.addStrategy(strat)
+            boxes = ss.process()
+            secs = time.perf_counter() - t0
+            print(json.dumps(dict(path=path, width=rgb.shape[1], height=rgb.shape[0],
+                                  seconds=secs, nboxes=int(len(boxes)))), flush=True)
+        else:
+            raise SystemExit(f'unknown command {cmd}')
+
+
+if __name__ == '__main__':
+    main()
