@@ -1,0 +1,670 @@
+// Selective search as the SoCo authors ran it (skimage felzenszwalb + AlpacaDB grouping with
+// their fixes), reproduced bit for bit where the reference's arithmetic allows it.
+// Pure C++ (no Node, no torch) so that a standalone harness can compile it in a second.
+// Every function is single-threaded and reentrant: parallelism is across images.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <queue>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace soco_ss {
+
+struct Params {
+  double scale = 500.0;  // felzenszwalb k on 0..255 intensities (used as scale/255 on 0..1)
+  double sigma = 0.9;
+  int minSize = 10;
+  bool pixelAdjacency = false;  // authors: neighbours = box-corner rule; option: touching pixels
+  bool fullHsv = false;         // authors: H,S in [0,1] binned over 0..255 (only V counts)
+  bool filter = true;           // ratio3size0308 with fallbacks; false keeps every unique box
+  bool numpyTieOrder = false;   // sort edges exactly as numpy's argsort (slower, same ties)
+  int maxSide = 0;              // >0: downscale so the longer side is at most this
+};
+
+struct Result {
+  std::vector<int32_t> boxes;  // x0,y0,x1,y1 (exclusive), original image pixels, unique
+  int32_t rawCount = 0;        // regions (every box the authors' code emits, duplicates too)
+  int32_t uniqueCount = 0;     // unique raw boxes
+  int32_t filterStage = -1;    // 0 ratio+size, 1 ratio only, 2 w,h>=32 only, 3 none; -1 off
+  int32_t segments = 0;
+  int32_t width = 0, height = 0;  // size the algorithm ran at (after maxSide)
+};
+
+// ---------------------------------------------------------------- Gaussian (scipy.ndimage)
+
+// numpy's pairwise sum for n <= 128 as used by ndarray.sum() on a contiguous vector.
+inline double numpySum(const double* a, size_t n) {
+  if (n < 8) {
+    double r = 0.0;
+    for (size_t i = 0; i < n; ++i) r += a[i];
+    return r;
+  }
+  double r[8];
+  for (int j = 0; j < 8; ++j) r[j] = a[j];
+  size_t i = 8;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) r[j] += a[i + j];
+  double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+  for (; i < n; ++i) res += a[i];
+  return res;
+}
+
+inline std::vector<double> gaussianKernel(double sigma) {
+  const int radius = int(4.0 * sigma + 0.5);  // scipy: truncate=4.0
+  std::vector<double> w(2 * radius + 1);
+  const double c = -0.5 / (sigma * sigma);
+  for (int x = -radius; x <= radius; ++x) w[x + radius] = std::exp(c * double(x * x));
+  const double s = numpySum(w.data(), w.size());
+  for (double& v : w) v = v / s;
+  return w;
+}
+
+// scipy 'reflect' (half-sample symmetric): d c b a | a b c d | d c b a
+inline int reflectIndex(long i, long n) {
+  if (n == 1) return 0;
+  const long period = 2 * n;
+  i %= period;
+  if (i < 0) i += period;
+  return int(i < n ? i : period - 1 - i);
+}
+
+// correlate1d of `len` samples spaced `stride` apart, scipy's symmetric-kernel summation order.
+inline void correlateLine(const double* in, double* out, long len, long stride,
+                          const std::vector<double>& w, std::vector<double>& buf) {
+  const long r = long(w.size() / 2);
+  buf.resize(len + 2 * r);
+  for (long i = -r; i < len + r; ++i) buf[i + r] = in[reflectIndex(i, len) * stride];
+  const double* fw = w.data() + r;
+  for (long l = 0; l < len; ++l) {
+    const double* il = buf.data() + r + l;
+    double acc = il[0] * fw[0];
+    for (long j = -r; j < 0; ++j) acc += (il[j] + il[-j]) * fw[j];
+    out[l * stride] = acc;
+  }
+}
+
+// img: H*W*3 doubles, smoothed in place along rows then columns (scipy axis order 0, 1).
+inline void gaussianSmooth(std::vector<double>& img, int W, int H, double sigma) {
+  if (!(sigma > 1e-15)) return;
+  const std::vector<double> w = gaussianKernel(sigma);
+  std::vector<double> tmp(img.size()), buf, line, outl;
+  // axis 0 (down the columns)
+  for (int c = 0; c < 3; ++c)
+    for (int x = 0; x < W; ++x)
+      correlateLine(&img[size_t(x) * 3 + c], &tmp[size_t(x) * 3 + c], H, long(W) * 3, w, buf);
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < H; ++y)
+      correlateLine(&tmp[size_t(y) * W * 3 + c], &img[size_t(y) * W * 3 + c], W, 3, w, buf);
+}
+
+// ---------------------------------------------------------------- edge sorting
+
+// numpy 1.24 aquicksort (introsort, unstable): reproduces numpy's order of equal costs.
+inline void numpyArgsort(const double* v, int64_t* tosort, int64_t num) {
+  auto less = [](double a, double b) { return a < b || (b != b && a == a); };
+  auto aheapsort = [&](int64_t* ts, int64_t n) {
+    int64_t* a = ts - 1;
+    int64_t i, j, l, tmp;
+    for (l = n >> 1; l > 0; --l) {
+      tmp = a[l];
+      for (i = l, j = l << 1; j <= n;) {
+        if (j < n && less(v[a[j]], v[a[j + 1]])) j += 1;
+        if (less(v[tmp], v[a[j]])) { a[i] = a[j]; i = j; j += j; } else break;
+      }
+      a[i] = tmp;
+    }
+    for (; n > 1;) {
+      tmp = a[n]; a[n] = a[1]; n -= 1;
+      for (i = 1, j = 2; j <= n;) {
+        if (j < n && less(v[a[j]], v[a[j + 1]])) j++;
+        if (less(v[tmp], v[a[j]])) { a[i] = a[j]; i = j; j += j; } else break;
+      }
+      a[i] = tmp;
+    }
+  };
+  const int SMALL = 15;
+  int64_t* pl = tosort;
+  int64_t* pr = tosort + num - 1;
+  int64_t* stack[128];
+  int64_t** sptr = stack;
+  int depth[128];
+  int* psdepth = depth;
+  int cdepth = 0;
+  for (int64_t n = num; n >>= 1;) ++cdepth;
+  cdepth *= 2;
+  int64_t *pm, *pi, *pj, *pk, vi;
+  double vp;
+  for (;;) {
+    if (cdepth < 0) {
+      aheapsort(pl, pr - pl + 1);
+      goto stack_pop;
+    }
+    while ((pr - pl) > SMALL) {
+      pm = pl + ((pr - pl) >> 1);
+      if (less(v[*pm], v[*pl])) std::swap(*pm, *pl);
+      if (less(v[*pr], v[*pm])) std::swap(*pr, *pm);
+      if (less(v[*pm], v[*pl])) std::swap(*pm, *pl);
+      vp = v[*pm];
+      pi = pl;
+      pj = pr - 1;
+      std::swap(*pm, *pj);
+      for (;;) {
+        do ++pi; while (less(v[*pi], vp));
+        do --pj; while (less(vp, v[*pj]));
+        if (pi >= pj) break;
+        std::swap(*pi, *pj);
+      }
+      pk = pr - 1;
+      std::swap(*pi, *pk);
+      if (pi - pl < pr - pi) {
+        *sptr++ = pi + 1; *sptr++ = pr; pr = pi - 1;
+      } else {
+        *sptr++ = pl; *sptr++ = pi - 1; pl = pi + 1;
+      }
+      *psdepth++ = --cdepth;
+    }
+    for (pi = pl + 1; pi <= pr; ++pi) {
+      vi = *pi;
+      vp = v[vi];
+      pj = pi;
+      pk = pi - 1;
+      while (pj > pl && less(vp, v[*pk])) *pj-- = *pk--;
+      *pj = vi;
+    }
+  stack_pop:
+    if (sptr == stack) break;
+    pr = *(--sptr);
+    pl = *(--sptr);
+    cdepth = *(--psdepth);
+  }
+}
+
+// Stable LSD radix sort of non-negative doubles by bit pattern (monotonic for x >= 0):
+// equal costs keep edge order, so the result is deterministic and ~5x faster than introsort.
+inline void radixArgsort(const double* v, std::vector<uint32_t>& order, size_t n) {
+  std::vector<uint64_t> keys(n), keys2(n);
+  std::vector<uint32_t> idx2(n);
+  order.resize(n);
+  uint64_t orAll = 0, andAll = ~uint64_t(0);
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t k;
+    std::memcpy(&k, &v[i], 8);
+    keys[i] = k;
+    order[i] = uint32_t(i);
+    orAll |= k;
+    andAll &= k;
+  }
+  const uint64_t varying = orAll ^ andAll;
+  std::vector<uint32_t> count(1 << 11);
+  for (int shift = 0; shift < 64; shift += 11) {
+    const uint64_t mask = uint64_t(0x7ff) << shift;
+    if (!(varying & mask)) continue;  // every key has the same digit here
+    std::fill(count.begin(), count.end(), 0);
+    for (size_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & 0x7ff];
+    uint32_t sum = 0;
+    for (auto& c : count) { uint32_t t = c; c = sum; sum += t; }
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t d = uint32_t((keys[i] >> shift) & 0x7ff);
+      const uint32_t p = count[d]++;
+      keys2[p] = keys[i];
+      idx2[p] = order[i];
+    }
+    keys.swap(keys2);
+    order.swap(idx2);
+  }
+}
+
+// ---------------------------------------------------------------- Felzenszwalb (skimage 0.19)
+
+// Labels in raster order of first appearance (= skimage's np.unique over min-index roots).
+inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double sigma,
+                        int minSize, bool numpyTies, std::vector<int32_t>& labels) {
+  const size_t N = size_t(W) * H;
+  std::vector<double> img(N * 3);
+  const double inv = 1.0 / 255.0;  // img_as_float64: x * (1/255)
+  for (size_t i = 0; i < N * 3; ++i) img[i] = double(rgb[i]) * inv;
+  gaussianSmooth(img, W, H, sigma);
+  const double scale = scaleIn / 255.0;
+
+  // Edges in skimage's order: right, down, down-right, up-right; each raveled row-major.
+  const size_t nR = size_t(H) * (W - 1), nD = size_t(H - 1) * W, nX = size_t(H - 1) * (W - 1);
+  const size_t M = nR + nD + 2 * nX;
+  std::vector<double> cost(M);
+  std::vector<uint32_t> ea(M), eb(M);
+  auto dist = [&](size_t p, size_t q) {
+    const double d0 = img[p * 3] - img[q * 3], d1 = img[p * 3 + 1] - img[q * 3 + 1],
+                 d2 = img[p * 3 + 2] - img[q * 3 + 2];
+    return std::sqrt(d0 * d0 + d1 * d1 + d2 * d2);
+  };
+  size_t e = 0;
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x + 1 < W; ++x, ++e) {
+      const size_t p = size_t(y) * W + x;
+      ea[e] = uint32_t(p + 1); eb[e] = uint32_t(p); cost[e] = dist(p + 1, p);
+    }
+  for (int y = 0; y + 1 < H; ++y)
+    for (int x = 0; x < W; ++x, ++e) {
+      const size_t p = size_t(y) * W + x;
+      ea[e] = uint32_t(p + W); eb[e] = uint32_t(p); cost[e] = dist(p + W, p);
+    }
+  for (int y = 0; y + 1 < H; ++y)
+    for (int x = 0; x + 1 < W; ++x, ++e) {
+      const size_t p = size_t(y) * W + x;
+      ea[e] = uint32_t(p + W + 1); eb[e] = uint32_t(p); cost[e] = dist(p + W + 1, p);
+    }
+  for (int y = 0; y + 1 < H; ++y)
+    for (int x = 0; x + 1 < W; ++x, ++e) {
+      const size_t p = size_t(y) * W + x;  // (y, x+1) -- (y+1, x)
+      ea[e] = uint32_t(p + 1); eb[e] = uint32_t(p + W); cost[e] = dist(p + W, p + 1);
+    }
+  img.clear();
+  img.shrink_to_fit();
+
+  std::vector<uint32_t> order;
+  if (numpyTies) {
+    std::vector<int64_t> o(M);
+    std::iota(o.begin(), o.end(), 0);
+    if (M) numpyArgsort(cost.data(), o.data(), int64_t(M));
+    order.assign(o.begin(), o.end());
+  } else {
+    radixArgsort(cost.data(), order, M);
+  }
+
+  std::vector<uint32_t> parent(N);
+  std::iota(parent.begin(), parent.end(), 0u);
+  std::vector<uint32_t> size(N, 1);
+  std::vector<double> cint(N, 0.0);
+  auto find = [&](uint32_t a) {
+    uint32_t r = a;
+    while (parent[r] != r) r = parent[r];
+    while (parent[a] != r) { uint32_t n = parent[a]; parent[a] = r; a = n; }
+    return r;
+  };
+  for (size_t k = 0; k < M; ++k) {
+    const uint32_t ed = order[k];
+    const uint32_t s0 = find(ea[ed]), s1 = find(eb[ed]);
+    if (s0 == s1) continue;
+    // skimage stores these in C floats: keep the float32 rounding
+    const float ic0 = float(cint[s0] + scale / double(size[s0]));
+    const float ic1 = float(cint[s1] + scale / double(size[s1]));
+    const double c = cost[ed];
+    if (c < double(std::min(ic0, ic1))) {
+      const uint32_t big = size[s0] >= size[s1] ? s0 : s1, small = big == s0 ? s1 : s0;
+      parent[small] = big;
+      size[big] += size[small];
+      cint[big] = c;
+    }
+  }
+  for (size_t k = 0; k < M; ++k) {
+    const uint32_t ed = order[k];
+    const uint32_t s0 = find(ea[ed]), s1 = find(eb[ed]);
+    if (s0 == s1) continue;
+    if (size[s0] < uint32_t(minSize) || size[s1] < uint32_t(minSize)) {
+      const uint32_t big = size[s0] >= size[s1] ? s0 : s1, small = big == s0 ? s1 : s0;
+      parent[small] = big;
+      size[big] += size[small];
+    }
+  }
+  labels.assign(N, -1);
+  std::vector<int32_t> rootLabel(N, -1);
+  int next = 0;
+  for (size_t p = 0; p < N; ++p) {
+    const uint32_t r = find(uint32_t(p));
+    if (rootLabel[r] < 0) rootLabel[r] = next++;
+    labels[p] = rootLabel[r];
+  }
+  return next;
+}
+
+// ---------------------------------------------------------------- features
+
+// np.histogram(values, bins, (0, 255)) bin of an exact value, as numpy computes it.
+inline int numpyBin(double v, int bins) {
+  const double step = 255.0 / bins;
+  auto edge = [&](int i) { return i == bins ? 255.0 : double(i) * step + 0.0; };
+  const double norm = double(bins) / 255.0;
+  long idx = long((v - 0.0) * norm);
+  if (idx == bins) idx -= 1;
+  if (v < edge(int(idx))) idx -= 1;
+  if (v >= edge(int(idx) + 1) && idx != bins - 1) idx += 1;
+  return int(idx);
+}
+
+// skimage local_binary_pattern(P=8, R=1, 'default') of one 0..255 channel, 'C' mode (cval 0).
+inline void lbp8(const uint8_t* rgb, int W, int H, int ch, std::vector<uint8_t>& out) {
+  double rp[8], cp[8];
+  for (int i = 0; i < 8; ++i) {
+    const double ang = 2.0 * M_PI * double(i) / 8.0;
+    rp[i] = std::nearbyint(-1.0 * std::sin(ang) * 1e5) / 1e5;  // np.round(x, 5)
+    cp[i] = std::nearbyint(1.0 * std::cos(ang) * 1e5) / 1e5;
+  }
+  auto px = [&](long r, long c) -> double {
+    if (r < 0 || r >= H || c < 0 || c >= W) return 0.0;
+    return double(rgb[(size_t(r) * W + c) * 3 + ch]);
+  };
+  // per-row / per-column interpolation parameters (they depend on r, c through rounding)
+  std::vector<long> minr(size_t(8) * H), maxr(size_t(8) * H), minc(size_t(8) * W),
+      maxc(size_t(8) * W);
+  std::vector<double> dr(size_t(8) * H), dc(size_t(8) * W);
+  for (int i = 0; i < 8; ++i) {
+    for (int r = 0; r < H; ++r) {
+      const double rr = double(r) + rp[i];
+      minr[i * H + r] = long(std::floor(rr));
+      maxr[i * H + r] = long(std::ceil(rr));
+      dr[i * H + r] = rr - double(minr[i * H + r]);
+    }
+    for (int c = 0; c < W; ++c) {
+      const double cc = double(c) + cp[i];
+      minc[i * W + c] = long(std::floor(cc));
+      maxc[i * W + c] = long(std::ceil(cc));
+      dc[i * W + c] = cc - double(minc[i * W + c]);
+    }
+  }
+  out.resize(size_t(W) * H);
+  for (int r = 0; r < H; ++r)
+    for (int c = 0; c < W; ++c) {
+      const double centre = px(r, c);
+      unsigned code = 0;
+      for (int i = 0; i < 8; ++i) {
+        const long r0 = minr[i * H + r], r1 = maxr[i * H + r];
+        const long c0 = minc[i * W + c], c1 = maxc[i * W + c];
+        const double ddr = dr[i * H + r], ddc = dc[i * W + c];
+        const double top = (1 - ddc) * px(r0, c0) + ddc * px(r0, c1);
+        const double bottom = (1 - ddc) * px(r1, c0) + ddc * px(r1, c1);
+        const double t = (1 - ddr) * top + ddr * bottom;
+        if (t - centre >= 0) code |= 1u << i;
+      }
+      out[size_t(r) * W + c] = uint8_t(code);
+    }
+}
+
+// ---------------------------------------------------------------- hierarchical grouping
+
+constexpr int kColourBins = 25, kTextureBins = 10;
+constexpr int kHC = 3 * kColourBins, kHT = 3 * kTextureBins;
+
+struct Region {
+  int minX, minY, maxX, maxY;  // inclusive, as the authors' code
+  int64_t size;
+  double hc[kHC];
+  double ht[kHT];
+};
+
+// Sequential left-to-right sum of the intersection, as Python's sum() over a list.
+template <int N>
+inline double intersect(const double* a, const double* b) {
+  double s = 0.0;
+  for (int k = 0; k < N; ++k) s += (b[k] < a[k] ? b[k] : a[k]);
+  return s;
+}
+
+inline double similarity(const Region& a, const Region& b, double imsize) {
+  const double colour = intersect<kHC>(a.hc, b.hc);
+  const double texture = intersect<kHT>(a.ht, b.ht);
+  const double size = 1.0 - double(a.size + b.size) / imsize;
+  const int64_t bb = int64_t(std::max(a.maxX, b.maxX) - std::min(a.minX, b.minX)) *
+                     int64_t(std::max(a.maxY, b.maxY) - std::min(a.minY, b.minY));
+  const double fill = 1.0 - double(bb - a.size - b.size) / imsize;
+  return colour + texture + size + fill;
+}
+
+// The authors' "intersect": a corner of b lies strictly inside a's box.
+inline bool cornerInside(const Region& a, const Region& b) {
+  const bool x0 = a.minX < b.minX && b.minX < a.maxX, x1 = a.minX < b.maxX && b.maxX < a.maxX;
+  const bool y0 = a.minY < b.minY && b.minY < a.maxY, y1 = a.minY < b.maxY && b.maxY < a.maxY;
+  return (x0 && y0) || (x1 && y1) || (x0 && y1) || (x1 && y0);
+}
+
+inline void hsvBins(const uint8_t* p, bool full, int out[3]) {
+  const double r = p[0], g = p[1], b = p[2];
+  const double v = std::max(r, std::max(g, b));
+  if (!full) {  // H, S in [0, 1] always land in bin 0 of 25 over (0, 255)
+    out[0] = 0;
+    out[1] = 0;
+    out[2] = numpyBin(v, kColourBins);
+    return;
+  }
+  const double delta = v - std::min(r, std::min(g, b));
+  double s = v > 0 ? delta / v : 0.0, h = 0.0;
+  if (delta > 0) {
+    if (b == v) h = 4.0 + (r - g) / delta;
+    if (g == v) h = 2.0 + (b - r) / delta;
+    if (r == v) h = (g - b) / delta;
+    h = std::fmod(h / 6.0, 1.0);
+    if (h < 0) h += 1.0;
+  }
+  out[0] = std::min(kColourBins - 1, int(h * kColourBins));
+  out[1] = std::min(kColourBins - 1, int(s * kColourBins));
+  out[2] = numpyBin(v, kColourBins);
+}
+
+// Runs grouping on a segmentation; appends every region's inclusive box (authors' order).
+inline void groupRegions(const uint8_t* rgb, int W, int H, const std::vector<int32_t>& labels,
+                         int n, const Params& prm, std::vector<Region>& R) {
+  const size_t N = size_t(W) * H;
+  R.assign(n, Region{});
+  for (auto& r : R) { r.minX = 0xffff; r.minY = 0xffff; r.maxX = 0; r.maxY = 0; r.size = 0; }
+  int vbin[256], tbin[256];
+  for (int i = 0; i < 256; ++i) { vbin[i] = numpyBin(i, kColourBins); tbin[i] = numpyBin(i, kTextureBins); }
+  (void)vbin;
+  std::vector<uint8_t> lbp[3];
+  for (int c = 0; c < 3; ++c) lbp8(rgb, W, H, c, lbp[c]);
+  std::vector<uint32_t> ccount(size_t(n) * kHC, 0), tcount(size_t(n) * kHT, 0);
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) {
+      const size_t p = size_t(y) * W + x;
+      const int l = labels[p];
+      Region& r = R[l];
+      if (x < r.minX) r.minX = x;
+      if (y < r.minY) r.minY = y;
+      if (x > r.maxX) r.maxX = x;
+      if (y > r.maxY) r.maxY = y;
+      r.size++;
+      int hb[3];
+      hsvBins(rgb + p * 3, prm.fullHsv, hb);
+      uint32_t* cc = &ccount[size_t(l) * kHC];
+      cc[hb[0]]++;
+      cc[kColourBins + hb[1]]++;
+      cc[2 * kColourBins + hb[2]]++;
+      uint32_t* tc = &tcount[size_t(l) * kHT];
+      for (int c = 0; c < 3; ++c) tc[c * kTextureBins + tbin[lbp[c][p]]]++;
+    }
+  for (int l = 0; l < n; ++l) {
+    const double s = double(R[l].size);
+    for (int k = 0; k < kHC; ++k) R[l].hc[k] = double(ccount[size_t(l) * kHC + k]) / s;
+    for (int k = 0; k < kHT; ++k) R[l].ht[k] = double(tcount[size_t(l) * kHT + k]) / s;
+  }
+
+  // Initial neighbour pairs (a < b) in the authors' enumeration order.
+  std::vector<std::pair<int, int>> pairs;
+  if (!prm.pixelAdjacency) {
+    for (int a = 0; a + 1 < n; ++a)
+      for (int b = a + 1; b < n; ++b)
+        if (cornerInside(R[a], R[b])) pairs.emplace_back(a, b);
+  } else {
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x) {
+        const int l = labels[size_t(y) * W + x];
+        if (x + 1 < W && labels[size_t(y) * W + x + 1] != l)
+          pairs.emplace_back(std::min(l, labels[size_t(y) * W + x + 1]), std::max(l, labels[size_t(y) * W + x + 1]));
+        if (y + 1 < H && labels[size_t(y + 1) * W + x] != l)
+          pairs.emplace_back(std::min(l, labels[size_t(y + 1) * W + x]), std::max(l, labels[size_t(y + 1) * W + x]));
+      }
+    std::sort(pairs.begin(), pairs.end());
+    pairs.erase(std::unique(pairs.begin(), pairs.end()), pairs.end());
+  }
+
+  // The authors keep similarities in an insertion-ordered dict and take the last maximal
+  // pair; a stamp per (live) pair reproduces that order: max by (similarity, stamp).
+  struct Entry { double sim; uint64_t stamp; int a, b; };
+  struct Cmp {
+    bool operator()(const Entry& x, const Entry& y) const {
+      return x.sim < y.sim || (x.sim == y.sim && x.stamp < y.stamp);
+    }
+  };
+  std::priority_queue<Entry, std::vector<Entry>, Cmp> heap;
+  struct Adj { int other; uint64_t stamp; };
+  std::vector<std::vector<Adj>> adj(n);
+  std::vector<char> alive(n, 1);
+  const double imsize = double(N);
+  uint64_t stamp = 0;
+  for (auto& pr : pairs) {
+    const uint64_t s = stamp++;
+    heap.push({similarity(R[pr.first], R[pr.second], imsize), s, pr.first, pr.second});
+    adj[pr.first].push_back({pr.second, s});
+    adj[pr.second].push_back({pr.first, s});
+  }
+  std::vector<Adj> touched;
+  std::vector<int> seenMark;
+  while (!heap.empty()) {
+    const Entry top = heap.top();
+    heap.pop();
+    if (!alive[top.a] || !alive[top.b]) continue;
+    const int i = top.a, j = top.b, t = int(R.size());
+    Region m;
+    const Region &ri = R[i], &rj = R[j];
+    m.minX = std::min(ri.minX, rj.minX);
+    m.minY = std::min(ri.minY, rj.minY);
+    m.maxX = std::max(ri.maxX, rj.maxX);
+    m.maxY = std::max(ri.maxY, rj.maxY);
+    m.size = ri.size + rj.size;
+    const double si = double(ri.size), sj = double(rj.size), sm = double(m.size);
+    for (int k = 0; k < kHC; ++k) m.hc[k] = (ri.hc[k] * si + rj.hc[k] * sj) / sm;
+    for (int k = 0; k < kHT; ++k) m.ht[k] = (ri.ht[k] * si + rj.ht[k] * sj) / sm;
+    R.push_back(m);
+    alive[i] = alive[j] = 0;
+    alive.push_back(1);
+    // live pairs of i or j in dict order, then re-inserted as (t, other) in that order
+    touched.clear();
+    for (const Adj& a : adj[i]) if (alive[a.other]) touched.push_back(a);
+    for (const Adj& a : adj[j]) if (alive[a.other]) touched.push_back(a);
+    std::sort(touched.begin(), touched.end(),
+              [](const Adj& x, const Adj& y) { return x.stamp < y.stamp; });
+    adj.emplace_back();
+    seenMark.resize(R.size(), -1);
+    for (const Adj& a : touched) {
+      if (seenMark[a.other] == t) continue;  // second assignment keeps the first position
+      seenMark[a.other] = t;
+      const uint64_t s = stamp++;
+      heap.push({similarity(R[t], R[a.other], imsize), s, t, a.other});
+      adj[t].push_back({a.other, s});
+      adj[a.other].push_back({t, s});
+    }
+    std::vector<Adj>().swap(adj[i]);
+    std::vector<Adj>().swap(adj[j]);
+  }
+}
+
+// ---------------------------------------------------------------- filter + driver
+
+// Keeps the authors' (x, y, w, h) semantics (w = max_x - min_x) for the thresholds.
+inline bool keepRatioSize(int w, int h, double imgSqrt, int stage) {
+  if (w < 32 || h < 32) return false;
+  if (stage == 2) return true;
+  const double ar = double(w) / double(h);
+  if (!(1.0 / 3.0 <= ar && ar <= 3.0)) return false;
+  if (stage == 1) return true;
+  const double rel = std::sqrt(double(w) * double(h)) / imgSqrt;
+  return 0.3 <= rel && rel <= 0.8;
+}
+
+// Area-average downscale (each output pixel = mean of the input area it covers).
+inline void resizeArea(const uint8_t* src, int W, int H, int w, int h, std::vector<uint8_t>& dst) {
+  dst.assign(size_t(w) * h * 3, 0);
+  const double sx = double(W) / w, sy = double(H) / h;
+  std::vector<double> acc(size_t(w) * 3);
+  for (int y = 0; y < h; ++y) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    const double y0 = y * sy, y1 = (y + 1) * sy;
+    for (int Y = int(y0); Y < H && Y < y1; ++Y) {
+      const double wy = std::min<double>(Y + 1, y1) - std::max<double>(Y, y0);
+      if (wy <= 0) continue;
+      for (int x = 0; x < w; ++x) {
+        const double x0 = x * sx, x1 = (x + 1) * sx;
+        for (int X = int(x0); X < W && X < x1; ++X) {
+          const double wx = std::min<double>(X + 1, x1) - std::max<double>(X, x0);
+          if (wx <= 0) continue;
+          const uint8_t* p = src + (size_t(Y) * W + X) * 3;
+          for (int c = 0; c < 3; ++c) acc[x * 3 + c] += wx * wy * p[c];
+        }
+      }
+    }
+    const double area = sx * sy;
+    for (int x = 0; x < w * 3; ++x)
+      dst[size_t(y) * w * 3 + x] = uint8_t(std::min(255.0, std::floor(acc[x] / area + 0.5)));
+  }
+}
+
+inline Result selectiveSearch(const uint8_t* rgbIn, int W0, int H0, const Params& prm,
+                              std::vector<int32_t>* labelsOut = nullptr) {
+  Result res;
+  const uint8_t* rgb = rgbIn;
+  int W = W0, H = H0;
+  std::vector<uint8_t> small;
+  if (prm.maxSide > 0 && std::max(W0, H0) > prm.maxSide) {
+    const double f = double(prm.maxSide) / std::max(W0, H0);
+    W = std::max(1, int(std::lround(W0 * f)));
+    H = std::max(1, int(std::lround(H0 * f)));
+    resizeArea(rgbIn, W0, H0, W, H, small);
+    rgb = small.data();
+  }
+  res.width = W;
+  res.height = H;
+  std::vector<int32_t> labels;
+  const int n = felzenszwalb(rgb, W, H, prm.scale, prm.sigma, prm.minSize, prm.numpyTieOrder, labels);
+  res.segments = n;
+  std::vector<Region> R;
+  groupRegions(rgb, W, H, labels, n, prm, R);
+  if (labelsOut) labelsOut->swap(labels);
+  res.rawCount = int32_t(R.size());
+  // unique boxes, first occurrence order
+  std::vector<std::array<int, 4>> uniq;
+  {
+    std::vector<std::pair<std::array<int, 4>, int>> keyed;
+    keyed.reserve(R.size());
+    for (size_t k = 0; k < R.size(); ++k)
+      keyed.push_back({{R[k].minX, R[k].minY, R[k].maxX, R[k].maxY}, int(k)});
+    std::stable_sort(keyed.begin(), keyed.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<char> first(R.size(), 0);
+    for (size_t k = 0; k < keyed.size(); ++k)
+      if (k == 0 || keyed[k].first != keyed[k - 1].first) first[keyed[k].second] = 1;
+    for (size_t k = 0; k < R.size(); ++k)
+      if (first[k]) uniq.push_back({R[k].minX, R[k].minY, R[k].maxX, R[k].maxY});
+  }
+  res.uniqueCount = int32_t(uniq.size());
+  std::vector<std::array<int, 4>> kept;
+  if (prm.filter) {
+    const double imgSqrt = std::sqrt(double(W) * double(H));
+    res.filterStage = 3;
+    for (int stage = 0; stage < 3 && kept.empty(); ++stage) {
+      for (auto& b : uniq)
+        if (keepRatioSize(b[2] - b[0], b[3] - b[1], imgSqrt, stage)) kept.push_back(b);
+      if (!kept.empty()) res.filterStage = stage;
+    }
+  } else {
+    kept = uniq;
+  }
+  // exact pixel extents, mapped back to the original image when downscaled
+  const double fx = double(W0) / W, fy = double(H0) / H;
+  const bool scaled = W != W0 || H != H0;
+  res.boxes.reserve(kept.size() * 4);
+  for (auto& b : kept) {
+    int x0 = b[0], y0 = b[1], x1 = b[2] + 1, y1 = b[3] + 1;
+    if (scaled) {
+      x0 = int(std::floor(x0 * fx)); y0 = int(std::floor(y0 * fy));
+      x1 = std::min(W0, int(std::ceil(x1 * fx))); y1 = std::min(H0, int(std::ceil(y1 * fy)));
+    }
+    res.boxes.insert(res.boxes.end(), {x0, y0, x1, y1});
+  }
+  return res;
+}
+
+}  // namespace soco_ss
