@@ -75,33 +75,44 @@ inline int reflectIndex(long i, long n) {
   return int(i < n ? i : period - 1 - i);
 }
 
-// correlate1d of `len` samples spaced `stride` apart, scipy's symmetric-kernel summation order.
-inline void correlateLine(const double* in, double* out, long len, long stride,
-                          const std::vector<double>& w, std::vector<double>& buf) {
-  const long r = long(w.size() / 2);
-  buf.resize(len + 2 * r);
-  for (long i = -r; i < len + r; ++i) buf[i + r] = in[reflectIndex(i, len) * stride];
-  const double* fw = w.data() + r;
-  for (long l = 0; l < len; ++l) {
-    const double* il = buf.data() + r + l;
-    double acc = il[0] * fw[0];
-    for (long j = -r; j < 0; ++j) acc += (il[j] + il[-j]) * fw[j];
-    out[l * stride] = acc;
-  }
-}
-
-// img: H*W*3 doubles, smoothed in place along rows then columns (scipy axis order 0, 1).
+// img: H*W*3 doubles, smoothed in place along axis 0 then axis 1 (scipy's order). Each output
+// sample is w0*x0 + sum_j (x[-j] + x[j]) * w[j] from the outermost tap in, as ni_filters.c.
 inline void gaussianSmooth(std::vector<double>& img, int W, int H, double sigma) {
   if (!(sigma > 1e-15)) return;
   const std::vector<double> w = gaussianKernel(sigma);
-  std::vector<double> tmp(img.size()), buf, line, outl;
-  // axis 0 (down the columns)
-  for (int c = 0; c < 3; ++c)
-    for (int x = 0; x < W; ++x)
-      correlateLine(&img[size_t(x) * 3 + c], &tmp[size_t(x) * 3 + c], H, long(W) * 3, w, buf);
-  for (int c = 0; c < 3; ++c)
-    for (int y = 0; y < H; ++y)
-      correlateLine(&tmp[size_t(y) * W * 3 + c], &img[size_t(y) * W * 3 + c], W, 3, w, buf);
+  const long r = long(w.size() / 2);
+  const double* fw = w.data() + r;
+  const size_t rowLen = size_t(W) * 3;
+  std::vector<double> tmp(img.size());
+  for (int y = 0; y < H; ++y) {  // axis 0: whole rows at a time
+    double* out = &tmp[size_t(y) * rowLen];
+    const double* c0 = &img[size_t(y) * rowLen];
+    for (size_t k = 0; k < rowLen; ++k) out[k] = c0[k] * fw[0];
+    for (long j = -r; j < 0; ++j) {
+      const double* a = &img[size_t(reflectIndex(y + j, H)) * rowLen];
+      const double* b = &img[size_t(reflectIndex(y - j, H)) * rowLen];
+      const double wj = fw[j];
+      for (size_t k = 0; k < rowLen; ++k) out[k] += (a[k] + b[k]) * wj;
+    }
+  }
+  std::vector<double> line((W + 2 * r) * 3);
+  for (int y = 0; y < H; ++y) {  // axis 1: padded copy of the row, then the same sum
+    const double* in = &tmp[size_t(y) * rowLen];
+    for (long x = -r; x < W + r; ++x) {
+      const double* p = in + size_t(reflectIndex(x, W)) * 3;
+      double* q = &line[size_t(x + r) * 3];
+      q[0] = p[0]; q[1] = p[1]; q[2] = p[2];
+    }
+    double* out = &img[size_t(y) * rowLen];
+    const double* c0 = &line[size_t(r) * 3];
+    for (size_t k = 0; k < rowLen; ++k) out[k] = c0[k] * fw[0];
+    for (long j = -r; j < 0; ++j) {
+      const double* a = c0 + j * 3;
+      const double* b = c0 - j * 3;
+      const double wj = fw[j];
+      for (size_t k = 0; k < rowLen; ++k) out[k] += (a[k] + b[k]) * wj;
+    }
+  }
 }
 
 // ---------------------------------------------------------------- edge sorting
@@ -186,48 +197,88 @@ inline void numpyArgsort(const double* v, int64_t* tosort, int64_t num) {
   }
 }
 
-// Stable LSD radix sort of non-negative doubles by bit pattern (monotonic for x >= 0):
-// equal costs keep edge order, so the result is deterministic and ~5x faster than introsort.
-inline void radixArgsort(const double* v, std::vector<uint32_t>& order, size_t n) {
-  std::vector<uint64_t> keys(n), keys2(n);
-  std::vector<uint32_t> idx2(n);
-  order.resize(n);
-  uint64_t orAll = 0, andAll = ~uint64_t(0);
+// An edge of the pixel graph: its cost and code = type << 30 | base pixel. Codes increase with
+// skimage's edge index, so (cost, code) order is skimage's order with ties broken by index.
+struct Edge { double cost; uint32_t code, key; };
+
+// Sorts edges by (cost, code): LSD radix on the top 32 bits of the cost's bit pattern
+// (monotonic for x >= 0), then runs sharing those bits by the full value. Deterministic and
+// ~10x faster than introsort; the records travel with the keys so later passes stream.
+inline void radixSortEdges(std::vector<Edge>& e, std::vector<Edge>& tmp) {
+  const size_t n = e.size();
+  tmp.resize(n);
+  // 22-bit monotonic key: 5 bits of exponent (the top 31 octaves below the largest cost;
+  // zero and anything smaller share key 0) and 17 mantissa bits; two 11-bit passes.
+  auto bits = [](double c) { uint64_t k; std::memcpy(&k, &c, 8); return k; };
+  uint32_t maxE = 0;
+  for (size_t i = 0; i < n; ++i) maxE = std::max(maxE, uint32_t(bits(e[i].cost) >> 52));
+  const int lowE = int(maxE) - 30;
+  auto key = [&](double c) -> uint32_t {
+    const uint64_t k = bits(c);
+    const int ex = int(k >> 52);
+    if (ex < lowE) return 0u;
+    return (uint32_t(ex - lowE + 1) << 17) | uint32_t((k >> 35) & 0x1ffff);
+  };
+  uint32_t count[2][1 << 11];
+  std::memset(count, 0, sizeof count);
   for (size_t i = 0; i < n; ++i) {
-    uint64_t k;
-    std::memcpy(&k, &v[i], 8);
-    keys[i] = k;
-    order[i] = uint32_t(i);
-    orAll |= k;
-    andAll &= k;
+    const uint32_t k = key(e[i].cost);
+    e[i].key = k;
+    ++count[0][k & 0x7ff];
+    ++count[1][k >> 11];
   }
-  const uint64_t varying = orAll ^ andAll;
-  std::vector<uint32_t> count(1 << 11);
-  for (int shift = 0; shift < 64; shift += 11) {
-    const uint64_t mask = uint64_t(0x7ff) << shift;
-    if (!(varying & mask)) continue;  // every key has the same digit here
-    std::fill(count.begin(), count.end(), 0);
-    for (size_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & 0x7ff];
+  for (int pass = 0; pass < 2; ++pass) {
     uint32_t sum = 0;
-    for (auto& c : count) { uint32_t t = c; c = sum; sum += t; }
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t d = uint32_t((keys[i] >> shift) & 0x7ff);
-      const uint32_t p = count[d]++;
-      keys2[p] = keys[i];
-      idx2[p] = order[i];
+    for (auto& c : count[pass]) { uint32_t t = c; c = sum; sum += t; }
+    const int shift = pass * 11;
+    for (size_t i = 0; i < n; ++i) tmp[count[pass][(e[i].key >> shift) & 0x7ff]++] = e[i];
+    e.swap(tmp);
+  }
+  // runs with equal keys: stable sort by the full cost (runs are short except key 0)
+  auto lt = [](const Edge& a, const Edge& b) { return a.cost < b.cost; };
+  for (size_t i = 0; i < n;) {
+    const uint32_t k = e[i].key;
+    size_t j = i + 1;
+    while (j < n && e[j].key == k) ++j;
+    if (j - i > 24) {
+      if (!std::is_sorted(e.begin() + i, e.begin() + j, lt))
+        std::stable_sort(e.begin() + i, e.begin() + j, lt);
+    } else {
+      for (size_t a = i + 1; a < j; ++a) {
+        const Edge x = e[a];
+        size_t b = a;
+        while (b > i && x.cost < e[b - 1].cost) { e[b] = e[b - 1]; --b; }
+        e[b] = x;
+      }
     }
-    keys.swap(keys2);
-    order.swap(idx2);
+    i = j;
   }
 }
 
 // ---------------------------------------------------------------- Felzenszwalb (skimage 0.19)
 
+struct Edge;
+// Per-thread buffers reused across images: workers process thousands of images, and fresh
+// multi-megabyte allocations cost page faults each time.
+struct Node { uint32_t parent, size; };
+struct Workspace {
+  std::vector<Edge> edges, tmp;
+  std::vector<Node> nodes;
+  std::vector<double> img, cint, pad;
+  std::vector<uint8_t> smallPx;
+};
+inline Workspace& workspace() {
+  static thread_local Workspace ws;
+  return ws;
+}
+
 // Labels in raster order of first appearance (= skimage's np.unique over min-index roots).
 inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double sigma,
                         int minSize, bool numpyTies, std::vector<int32_t>& labels) {
   const size_t N = size_t(W) * H;
-  std::vector<double> img(N * 3);
+  Workspace& ws = workspace();
+  std::vector<double>& img = ws.img;
+  img.resize(N * 3);
   const double inv = 1.0 / 255.0;  // img_as_float64: x * (1/255)
   for (size_t i = 0; i < N * 3; ++i) img[i] = double(rgb[i]) * inv;
   gaussianSmooth(img, W, H, sigma);
@@ -236,82 +287,87 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
   // Edges in skimage's order: right, down, down-right, up-right; each raveled row-major.
   const size_t nR = size_t(H) * (W - 1), nD = size_t(H - 1) * W, nX = size_t(H - 1) * (W - 1);
   const size_t M = nR + nD + 2 * nX;
-  std::vector<double> cost(M);
-  std::vector<uint32_t> ea(M), eb(M);
+  std::vector<Edge>& edges = ws.edges;
+  edges.resize(M);
+  size_t ne = 0;
   auto dist = [&](size_t p, size_t q) {
     const double d0 = img[p * 3] - img[q * 3], d1 = img[p * 3 + 1] - img[q * 3 + 1],
                  d2 = img[p * 3 + 2] - img[q * 3 + 2];
     return std::sqrt(d0 * d0 + d1 * d1 + d2 * d2);
   };
-  size_t e = 0;
-  for (int y = 0; y < H; ++y)
-    for (int x = 0; x + 1 < W; ++x, ++e) {
-      const size_t p = size_t(y) * W + x;
-      ea[e] = uint32_t(p + 1); eb[e] = uint32_t(p); cost[e] = dist(p + 1, p);
-    }
-  for (int y = 0; y + 1 < H; ++y)
-    for (int x = 0; x < W; ++x, ++e) {
-      const size_t p = size_t(y) * W + x;
-      ea[e] = uint32_t(p + W); eb[e] = uint32_t(p); cost[e] = dist(p + W, p);
-    }
-  for (int y = 0; y + 1 < H; ++y)
-    for (int x = 0; x + 1 < W; ++x, ++e) {
-      const size_t p = size_t(y) * W + x;
-      ea[e] = uint32_t(p + W + 1); eb[e] = uint32_t(p); cost[e] = dist(p + W + 1, p);
-    }
-  for (int y = 0; y + 1 < H; ++y)
-    for (int x = 0; x + 1 < W; ++x, ++e) {
-      const size_t p = size_t(y) * W + x;  // (y, x+1) -- (y+1, x)
-      ea[e] = uint32_t(p + 1); eb[e] = uint32_t(p + W); cost[e] = dist(p + W, p + 1);
-    }
-  img.clear();
-  img.shrink_to_fit();
+  // type 0: (p+1, p)  1: (p+W, p)  2: (p+W+1, p)  3: (p+1, p+W)
+  const uint32_t offA[4] = {1u, uint32_t(W), uint32_t(W) + 1u, 1u};
+  const uint32_t offB[4] = {0u, 0u, 0u, uint32_t(W)};
+  for (uint32_t t = 0; t < 4; ++t) {
+    const int yEnd = t == 0 ? H : H - 1, xEnd = t == 1 ? W : W - 1;
+    for (int y = 0; y < yEnd; ++y)
+      for (int x = 0; x < xEnd; ++x) {
+        const size_t p = size_t(y) * W + x;
+        edges[ne++] = {dist(p + offA[t], p + offB[t]), (t << 30) | uint32_t(p), 0u};
+      }
+  }
 
-  std::vector<uint32_t> order;
   if (numpyTies) {
+    std::vector<double> cost(M);
+    for (size_t k = 0; k < M; ++k) cost[k] = edges[k].cost;
     std::vector<int64_t> o(M);
     std::iota(o.begin(), o.end(), 0);
     if (M) numpyArgsort(cost.data(), o.data(), int64_t(M));
-    order.assign(o.begin(), o.end());
+    std::vector<Edge> sorted(M);
+    for (size_t k = 0; k < M; ++k) sorted[k] = edges[o[k]];
+    edges.swap(sorted);
   } else {
-    radixArgsort(cost.data(), order, M);
+    radixSortEdges(edges, ws.tmp);
   }
 
-  std::vector<uint32_t> parent(N);
-  std::iota(parent.begin(), parent.end(), 0u);
-  std::vector<uint32_t> size(N, 1);
-  std::vector<double> cint(N, 0.0);
+  // one cache line touch per node: the sorted edge order visits pixels at random
+  std::vector<Node>& nd = ws.nodes;
+  nd.resize(N);
+  for (size_t p = 0; p < N; ++p) nd[p] = {uint32_t(p), 1u};
+  std::vector<double>& cint = ws.cint;  // read only for roots, kept out of the hot nodes
+  cint.assign(N, 0.0);
   auto find = [&](uint32_t a) {
     uint32_t r = a;
-    while (parent[r] != r) r = parent[r];
-    while (parent[a] != r) { uint32_t n = parent[a]; parent[a] = r; a = n; }
+    while (nd[r].parent != r) r = nd[r].parent;
+    while (nd[a].parent != r) { uint32_t n = nd[a].parent; nd[a].parent = r; a = n; }
     return r;
   };
-  for (size_t k = 0; k < M; ++k) {
-    const uint32_t ed = order[k];
-    const uint32_t s0 = find(ea[ed]), s1 = find(eb[ed]);
+  for (const Edge& ed : edges) {
+    const uint32_t t = ed.code >> 30, p = ed.code & 0x3fffffffu;
+    const uint32_t s0 = find(p + offA[t]), s1 = find(p + offB[t]);
     if (s0 == s1) continue;
     // skimage stores these in C floats: keep the float32 rounding
-    const float ic0 = float(cint[s0] + scale / double(size[s0]));
-    const float ic1 = float(cint[s1] + scale / double(size[s1]));
-    const double c = cost[ed];
-    if (c < double(std::min(ic0, ic1))) {
-      const uint32_t big = size[s0] >= size[s1] ? s0 : s1, small = big == s0 ? s1 : s0;
-      parent[small] = big;
-      size[big] += size[small];
-      cint[big] = c;
+    const float ic0 = float(cint[s0] + scale / double(nd[s0].size));
+    const float ic1 = float(cint[s1] + scale / double(nd[s1].size));
+    if (ed.cost < double(std::min(ic0, ic1))) {
+      const uint32_t big = nd[s0].size >= nd[s1].size ? s0 : s1, small = big == s0 ? s1 : s0;
+      nd[small].parent = big;
+      nd[big].size += nd[small].size;
+      cint[big] = ed.cost;
     }
   }
-  for (size_t k = 0; k < M; ++k) {
-    const uint32_t ed = order[k];
-    const uint32_t s0 = find(ea[ed]), s1 = find(eb[ed]);
-    if (s0 == s1) continue;
-    if (size[s0] < uint32_t(minSize) || size[s1] < uint32_t(minSize)) {
-      const uint32_t big = size[s0] >= size[s1] ? s0 : s1, small = big == s0 ? s1 : s0;
-      parent[small] = big;
-      size[big] += size[small];
-    }
+  // Only components below min_size merge now, and a component that is still small holds only
+  // pixels that were small after the first pass: edges between two big pixels are skipped.
+  std::vector<uint8_t>& smallPx = ws.smallPx;
+  smallPx.resize(N);
+  bool anySmall = false;
+  for (size_t p = 0; p < N; ++p) {
+    smallPx[p] = nd[find(uint32_t(p))].size < uint32_t(minSize);
+    anySmall |= smallPx[p] != 0;
   }
+  if (anySmall)
+    for (const Edge& ed : edges) {
+      const uint32_t t = ed.code >> 30, p = ed.code & 0x3fffffffu;
+      const uint32_t a = p + offA[t], b = p + offB[t];
+      if (!smallPx[a] && !smallPx[b]) continue;
+      const uint32_t s0 = find(a), s1 = find(b);
+      if (s0 == s1) continue;
+      if (nd[s0].size < uint32_t(minSize) || nd[s1].size < uint32_t(minSize)) {
+        const uint32_t big = nd[s0].size >= nd[s1].size ? s0 : s1, small = big == s0 ? s1 : s0;
+        nd[small].parent = big;
+        nd[big].size += nd[small].size;
+      }
+    }
   labels.assign(N, -1);
   std::vector<int32_t> rootLabel(N, -1);
   int next = 0;
@@ -337,52 +393,62 @@ inline int numpyBin(double v, int bins) {
   return int(idx);
 }
 
-// skimage local_binary_pattern(P=8, R=1, 'default') of one 0..255 channel, 'C' mode (cval 0).
-inline void lbp8(const uint8_t* rgb, int W, int H, int ch, std::vector<uint8_t>& out) {
+// skimage local_binary_pattern(P=8, R=1, 'default') of the three 0..255 channels, mode 'C'
+// (cval 0). Axis-aligned samples interpolate to the neighbour exactly; the diagonal ones use
+// skimage's bilinear arithmetic with r + rp, c + cp rounded as doubles (depends on r, c).
+inline void lbp8(const uint8_t* rgb, int W, int H, std::vector<uint8_t> out[3]) {
   double rp[8], cp[8];
   for (int i = 0; i < 8; ++i) {
     const double ang = 2.0 * M_PI * double(i) / 8.0;
     rp[i] = std::nearbyint(-1.0 * std::sin(ang) * 1e5) / 1e5;  // np.round(x, 5)
     cp[i] = std::nearbyint(1.0 * std::cos(ang) * 1e5) / 1e5;
   }
-  auto px = [&](long r, long c) -> double {
-    if (r < 0 || r >= H || c < 0 || c >= W) return 0.0;
-    return double(rgb[(size_t(r) * W + c) * 3 + ch]);
-  };
-  // per-row / per-column interpolation parameters (they depend on r, c through rounding)
-  std::vector<long> minr(size_t(8) * H), maxr(size_t(8) * H), minc(size_t(8) * W),
-      maxc(size_t(8) * W);
-  std::vector<double> dr(size_t(8) * H), dc(size_t(8) * W);
+  const int PW = W + 2;
+  std::vector<double> pad[3];
+  for (int ch = 0; ch < 3; ++ch) {
+    pad[ch].assign(size_t(PW) * (H + 2), 0.0);
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x) pad[ch][size_t(y + 1) * PW + x + 1] = rgb[(size_t(y) * W + x) * 3 + ch];
+    out[ch].assign(size_t(W) * H, 0);
+  }
+  std::vector<long> minc(W), maxc(W);
+  std::vector<double> dc(W), t(W);
   for (int i = 0; i < 8; ++i) {
-    for (int r = 0; r < H; ++r) {
-      const double rr = double(r) + rp[i];
-      minr[i * H + r] = long(std::floor(rr));
-      maxr[i * H + r] = long(std::ceil(rr));
-      dr[i * H + r] = rr - double(minr[i * H + r]);
-    }
+    const bool exact = std::floor(rp[i]) == rp[i] && std::floor(cp[i]) == cp[i];
     for (int c = 0; c < W; ++c) {
       const double cc = double(c) + cp[i];
-      minc[i * W + c] = long(std::floor(cc));
-      maxc[i * W + c] = long(std::ceil(cc));
-      dc[i * W + c] = cc - double(minc[i * W + c]);
+      minc[c] = long(std::floor(cc));
+      maxc[c] = long(std::ceil(cc));
+      dc[c] = cc - double(minc[c]);
+    }
+    for (int r = 0; r < H; ++r) {
+      const double rr = double(r) + rp[i];
+      const long r0 = long(std::floor(rr)), r1 = long(std::ceil(rr));
+      const double dr = rr - double(r0);
+      for (int ch = 0; ch < 3; ++ch) {
+        const double* P = pad[ch].data();
+        const double* row0 = P + size_t(r0 + 1) * PW + 1;
+        const double* row1 = P + size_t(r1 + 1) * PW + 1;
+        const double* centre = P + size_t(r + 1) * PW + 1;
+        uint8_t* o = out[ch].data() + size_t(r) * W;
+        const uint8_t bit = uint8_t(1u << i);
+        if (exact) {
+          const long off = minc[0];  // same offset for every column
+          for (int c = 0; c < W; ++c)
+            o[c] |= uint8_t(bit & -uint8_t(row0[c + off] - centre[c] >= 0));
+        } else {
+          // floor/ceil of c + cp are c + o0, c + o1 for every column (cp is not integral)
+          const long o0 = long(std::floor(cp[i])), o1 = long(std::ceil(cp[i]));
+          for (int c = 0; c < W; ++c) {
+            const double ddc = dc[c];
+            const double top = (1 - ddc) * row0[c + o0] + ddc * row0[c + o1];
+            const double bottom = (1 - ddc) * row1[c + o0] + ddc * row1[c + o1];
+            o[c] |= uint8_t(bit & -uint8_t((1 - dr) * top + dr * bottom - centre[c] >= 0));
+          }
+        }
+      }
     }
   }
-  out.resize(size_t(W) * H);
-  for (int r = 0; r < H; ++r)
-    for (int c = 0; c < W; ++c) {
-      const double centre = px(r, c);
-      unsigned code = 0;
-      for (int i = 0; i < 8; ++i) {
-        const long r0 = minr[i * H + r], r1 = maxr[i * H + r];
-        const long c0 = minc[i * W + c], c1 = maxc[i * W + c];
-        const double ddr = dr[i * H + r], ddc = dc[i * W + c];
-        const double top = (1 - ddc) * px(r0, c0) + ddc * px(r0, c1);
-        const double bottom = (1 - ddc) * px(r1, c0) + ddc * px(r1, c1);
-        const double t = (1 - ddr) * top + ddr * bottom;
-        if (t - centre >= 0) code |= 1u << i;
-      }
-      out[size_t(r) * W + c] = uint8_t(code);
-    }
 }
 
 // ---------------------------------------------------------------- hierarchical grouping
@@ -455,7 +521,7 @@ inline void groupRegions(const uint8_t* rgb, int W, int H, const std::vector<int
   for (int i = 0; i < 256; ++i) { vbin[i] = numpyBin(i, kColourBins); tbin[i] = numpyBin(i, kTextureBins); }
   (void)vbin;
   std::vector<uint8_t> lbp[3];
-  for (int c = 0; c < 3; ++c) lbp8(rgb, W, H, c, lbp[c]);
+  lbp8(rgb, W, H, lbp);
   std::vector<uint32_t> ccount(size_t(n) * kHC, 0), tcount(size_t(n) * kHT, 0);
   for (int y = 0; y < H; ++y)
     for (int x = 0; x < W; ++x) {
