@@ -5,6 +5,7 @@ type Bench = (opts: BenchOptions) => Promise<void>;
 
 // name -> loader; a module is loaded only when its benchmark runs.
 const benches: Record<string, () => Promise<Bench>> = {
+  decode: async () => (await import('./decode')).run,
 };
 
 async function main(): Promise<void> {
