@@ -58,18 +58,15 @@ describe('LARS', () => {
   let ref: LarsRef;
   before(() => { ref = pythonReference<{ lars: LarsRef[] }>({ lars: [c] }).lars[0]; });
 
-  it('three steps equal the authors\' LARS + SGD(momentum 0.9) in PyTorch: parameters and momentum buffers', () => {
+  // Same LibTorch on both sides and the same op order, so the result is bit-identical (measured:
+  // max difference 0); a different LibTorch build may reduce norms in another order.
+  it('three steps equal the authors\' LARS + SGD(momentum 0.9) in PyTorch bit for bit: parameters and momentum buffers', () => {
     const { opt, params } = runSteps(c, 3);
-    let worst = 0;
-    for (const [name, p] of params) {
-      const d = maxRelDiff(p.toArray(), ref.params[name], 1e-3);
-      worst = Math.max(worst, d);
-      assert.ok(d < 2e-6, `${name}: max rel diff ${d}`);
-    }
+    for (const [name, p] of params) assert.deepEqual(p.toArray(), ref.params[name], name);
     const st = opt.stateDict();
     assert.deepEqual(Object.keys(st.momentum).sort(), Object.keys(ref.momentum).sort());
     for (const name of Object.keys(ref.momentum))
-      assert.ok(maxRelDiff(st.momentum[name].toArray(), ref.momentum[name], 1e-6) < 2e-6, `momentum ${name}`);
+      assert.deepEqual(st.momentum[name].toArray(), ref.momentum[name], `momentum ${name}`);
     assert.equal(st.steps, 3);
     opt.dispose();
     for (const p of params.values()) p.dispose();
