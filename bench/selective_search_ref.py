@@ -16,6 +16,8 @@ Usage (Debian's /usr/bin/python3):
   selective_search_ref.py ss [--scale S --sigma s --min-size m --labels DIR] IMAGE...
       one JSON line per image: path, width, height, seconds, seg_seconds, nsegments,
       rects (authors' [x, y, w, h] for every region, in region order)
+  selective_search_ref.py felz --labels DIR [--scale --sigma --min-size] IMAGE...
+      skimage labels (int32) and the decoded RGB bytes written to DIR, one JSON line per image
   selective_search_ref.py decode IMAGE OUT.rgb     raw RGB HWC bytes (PIL, .convert('RGB'))
   selective_search_ref.py opencv [--scale --sigma --min-size] IMAGE...
       OpenCV's single-strategy selective search (speed yardstick only): JSON lines with seconds
@@ -174,6 +176,9 @@ def main():
     opts, files = parse(sys.argv[2:])
     for path in files:
         rgb = load_rgb(path)
+        if cmd == 'ss' and opts['labels']:
+            import os
+            np.ascontiguousarray(rgb).tofile(os.path.join(opts['labels'], os.path.basename(path) + '.rgb'))
         if cmd == 'ss':
             t0 = time.perf_counter()
             labels, rects, seg_s, n = selective_search(rgb, opts['scale'], opts['sigma'],
@@ -185,6 +190,20 @@ def main():
                 labels.astype(np.int32).tofile(out)
             print(json.dumps(dict(path=path, width=rgb.shape[1], height=rgb.shape[0],
                                   seconds=secs, seg_seconds=seg_s, nsegments=n, rects=rects)),
+                  flush=True)
+        elif cmd == 'felz':  # segmentation only: labels as int32 files in --labels DIR
+            import os
+            import skimage.segmentation
+            import skimage.util
+            labels = skimage.segmentation.felzenszwalb(skimage.util.img_as_float(rgb),
+                                                       scale=opts['scale'], sigma=opts['sigma'],
+                                                       min_size=opts['min_size'])
+            out = os.path.join(opts['labels'], os.path.basename(path) + '.labels')
+            labels.astype(np.int32).tofile(out)
+            rgb_out = os.path.join(opts['labels'], os.path.basename(path) + '.rgb')
+            np.ascontiguousarray(rgb).tofile(rgb_out)
+            print(json.dumps(dict(path=path, width=rgb.shape[1], height=rgb.shape[0],
+                                  nsegments=int(labels.max()) + 1, labels=out, rgb=rgb_out)),
                   flush=True)
         elif cmd == 'opencv':
             import cv2
