@@ -1,0 +1,291 @@
+// BYOL augmentations (RECIPE.md "Views") as batched tensor ops on NCHW float images in [0, 1], on
+// whatever device the batch lives on. Parameters are drawn per sample on the host from a seeded
+// Rng (a few numbers per image, so the draw is identical on every device), then each op runs once
+// per batch on the subset of samples that needs it. Every op reproduces
+// torchvision.transforms.functional (0.14, tensor path) with the same parameters, within 1/255
+// per pixel (test/augment.test.ts checks it on real photos against Debian's torchvision).
+import { Tensor, tensor, tidy, gaussianBlur as blurPerImage } from '../torch';
+import { op, w } from '../torch/tensor';
+import { native } from '../torch/native';
+import { Rng } from './views_geometry';
+
+// Ops this module needs that lib/torch does not expose yet.
+const O = {
+  indexCopy_: op('aten::index_copy_'),
+  remainderS: op('aten::remainder', 'Scalar'),
+  fmodS: op('aten::fmod', 'Scalar'),
+  whereSelf: op('aten::where', 'self'),
+};
+const remainder = (x: Tensor, m: number): Tensor => w(native.call(O.remainderS(), x.id, m));
+const fmod = (x: Tensor, m: number): Tensor => w(native.call(O.fmodS(), x.id, m));
+const where = (c: Tensor, a: Tensor, b: Tensor): Tensor => w(native.call(O.whereSelf(), c.id, a.id, b.id));
+
+/** Probabilities and ranges of one view's augmentations. */
+export interface ViewAugmentation {
+  flipProb: number;
+  /** ColorJitter is applied with this probability; its four ops then run in a random order. */
+  jitterProb: number;
+  /** Factors ~ U[max(0, 1-b), 1+b] (brightness, contrast, saturation); hue ~ U[-hue, hue]. */
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  hue: number;
+  grayscaleProb: number;
+  blurProb: number;
+  blurSigma: [number, number];
+  /** Odd kernel size of the blur in pixels (torchvision semantics: reflect padding, kernel/2). */
+  blurKernel: number;
+  solarizeProb: number;
+  /** On [0, 1] images; pixels >= threshold are inverted. */
+  solarizeThreshold: number;
+  /** ImageNet mean/std; null leaves the images in [0, 1]. */
+  normalize: { mean: [number, number, number]; std: [number, number, number] } | null;
+}
+
+export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
+export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
+
+/**
+ * BYOL's augmentation of view `index` (0 = V1): blur p=1.0 on V1 and 0.1 on the others, solarize
+ * p=0 on V1 and 0.2 on the others. Kernel 23: BYOL's 23x23 (10% of 224). The same kernel is used
+ * for 112 and 192 views because sigma is in pixels and the authors' PIL blur never truncates by
+ * view size (23 taps cover sigma=2 to 5.5 sigma).
+ */
+export function byolAugmentation(index: number): ViewAugmentation {
+  return {
+    flipProb: 0.5, jitterProb: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1,
+    grayscaleProb: 0.2, blurProb: index === 0 ? 1.0 : 0.1, blurSigma: [0.1, 2.0], blurKernel: 23,
+    solarizeProb: index === 0 ? 0 : 0.2, solarizeThreshold: 128 / 255,
+    normalize: { mean: IMAGENET_MEAN, std: IMAGENET_STD },
+  };
+}
+
+/** torchvision ColorJitter's op indices (fn_idx): the order below is the order they run in. */
+export const enum JitterOp { Brightness = 0, Contrast = 1, Saturation = 2, Hue = 3 }
+
+export interface JitterParams {
+  /** A permutation of 0..3 (JitterOp), as torchvision's fn_idx. */
+  order: number[];
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  hue: number;
+}
+
+/** The augmentation of one sample, fully determined (what torchvision would have drawn). */
+export interface SampleAugment {
+  flip: boolean;
+  jitter: JitterParams | null;
+  grayscale: boolean;
+  /** Blur sigma, or null for no blur. */
+  blurSigma: number | null;
+  solarize: boolean;
+}
+
+function checkAugmentation(cfg: ViewAugmentation): void {
+  const probs: (keyof ViewAugmentation)[] = ['flipProb', 'jitterProb', 'grayscaleProb', 'blurProb', 'solarizeProb'];
+  for (const k of probs) {
+    const v = cfg[k] as number;
+    if (!(v >= 0 && v <= 1)) throw new RangeError(`augmentation: ${k} must be in [0, 1], got ${v}`);
+  }
+  for (const k of ['brightness', 'contrast', 'saturation'] as const)
+    if (!(cfg[k] >= 0)) throw new RangeError(`augmentation: ${k} must be >= 0, got ${cfg[k]}`);
+  if (!(cfg.hue >= 0 && cfg.hue <= 0.5)) throw new RangeError(`augmentation: hue must be in [0, 0.5], got ${cfg.hue}`);
+  if (!(cfg.blurKernel >= 1 && cfg.blurKernel % 2 === 1)) throw new RangeError(`augmentation: blurKernel must be odd and positive, got ${cfg.blurKernel}`);
+  if (!(cfg.blurSigma[0] > 0 && cfg.blurSigma[1] >= cfg.blurSigma[0]))
+    throw new RangeError(`augmentation: blurSigma must be 0 < lo <= hi, got [${cfg.blurSigma}]`);
+}
+
+/**
+ * Draws one sample's parameters. A fixed count of numbers is drawn whatever the outcome, so
+ * changing one probability does not reshuffle the other draws. `flip` overrides the flip draw
+ * (the view geometry decides flips, because boxes must follow them).
+ */
+export function sampleAugment(rng: Rng, cfg: ViewAugmentation, flip?: boolean): SampleAugment {
+  const u = Array.from({ length: 13 }, () => rng.next());
+  const order = [0, 1, 2, 3];
+  for (let i = 3; i > 0; i--) {  // Fisher-Yates from u[2..4]
+    const j = Math.floor(u[5 - i] * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const range = (v: number, t: number): number => Math.max(0, 1 - v) + (1 + v - Math.max(0, 1 - v)) * t;
+  const drawFlip = u[0] < cfg.flipProb;
+  return {
+    flip: flip ?? drawFlip,
+    jitter: u[1] < cfg.jitterProb ? {
+      order, brightness: range(cfg.brightness, u[5]), contrast: range(cfg.contrast, u[6]),
+      saturation: range(cfg.saturation, u[7]), hue: -cfg.hue + 2 * cfg.hue * u[8],
+    } : null,
+    grayscale: u[9] < cfg.grayscaleProb,
+    blurSigma: u[10] < cfg.blurProb ? cfg.blurSigma[0] + (cfg.blurSigma[1] - cfg.blurSigma[0]) * u[11] : null,
+    solarize: u[12] < cfg.solarizeProb,
+  };
+}
+
+/** Parameters for a batch of n samples (flips from the geometry when given). */
+export function sampleAugmentBatch(rng: Rng, n: number, cfg: ViewAugmentation, flips?: readonly boolean[]): SampleAugment[] {
+  checkAugmentation(cfg);
+  if (flips && flips.length !== n) throw new RangeError(`sampleAugmentBatch: ${flips.length} flips for ${n} samples`);
+  return Array.from({ length: n }, (_, i) => sampleAugment(rng, cfg, flips?.[i]));
+}
+
+// ---- batched ops: x is [N, 3, H, W] float in [0, 1]; factors are one per sample ----
+
+function checkImages(x: Tensor, what: string): [number, number, number, number] {
+  const s = x.shape;
+  if (s.length !== 4 || s[1] !== 3) throw new TypeError(`${what}: images must be [N, 3, H, W], got [${s}]`);
+  if (x.dtype !== 'float32' && x.dtype !== 'float64' && x.dtype !== 'float16' && x.dtype !== 'bfloat16')
+    throw new TypeError(`${what}: images must be floating point in [0, 1], got ${x.dtype}`);
+  return s as [number, number, number, number];
+}
+
+/** A [N, 1, 1, 1] tensor of per-sample values on x's device and dtype. */
+function perSample(x: Tensor, values: readonly number[], what: string): Tensor {
+  if (values.length !== x.size(0)) throw new RangeError(`${what}: ${values.length} factors for ${x.size(0)} images`);
+  return tensor(Float32Array.from(values), { shape: [values.length, 1, 1, 1] }).to(x.device, x.dtype);
+}
+
+/** ITU-R 601-2 luma as torchvision's rgb_to_grayscale: [N, 1, H, W]. */
+export function rgbToGrayscale(x: Tensor): Tensor {
+  checkImages(x, 'rgbToGrayscale');
+  return tidy(() => x.select(1, 0).mul(0.2989).add(x.select(1, 1).mul(0.587)).add(x.select(1, 2).mul(0.114)).unsqueeze(1));
+}
+
+/** torchvision _blend: (f*a + (1-f)*b).clamp(0, 1), f per sample. */
+function blend(a: Tensor, b: Tensor, f: readonly number[], what: string): Tensor {
+  return tidy(() => a.mul(perSample(a, f, what)).add(b.mul(perSample(a, f.map((v) => 1 - v), what))).clamp(0, 1));
+}
+
+export function adjustBrightness(x: Tensor, factors: readonly number[]): Tensor {
+  checkImages(x, 'adjustBrightness');
+  return tidy(() => x.mul(perSample(x, factors, 'adjustBrightness')).clamp(0, 1));
+}
+
+/** Blends with the per-image mean of the grayscale image. */
+export function adjustContrast(x: Tensor, factors: readonly number[]): Tensor {
+  checkImages(x, 'adjustContrast');
+  return tidy(() => blend(x, rgbToGrayscale(x).mean([1, 2, 3], true), factors, 'adjustContrast'));
+}
+
+export function adjustSaturation(x: Tensor, factors: readonly number[]): Tensor {
+  checkImages(x, 'adjustSaturation');
+  return tidy(() => blend(x, rgbToGrayscale(x), factors, 'adjustSaturation'));
+}
+
+/**
+ * Hue rotation by hue_factor (in turns, [-0.5, 0.5]) per sample, as torchvision's adjust_hue:
+ * RGB -> HSV (torchvision's _rgb2hsv hue formula), h = (h + f) mod 1, HSV -> RGB. The HSV -> RGB
+ * step uses the closed form out_c = V - V*S*clamp(min(k, 4-k), 0, 1), k = (n_c + 6h) mod 6,
+ * n = (5, 3, 1): algebraically torchvision's six-sector table (V*(1-S) = min, V*S = max - min), in
+ * a third of the passes, which matters on the CPU.
+ */
+export function adjustHue(x: Tensor, factors: readonly number[]): Tensor {
+  const [n] = checkImages(x, 'adjustHue');
+  for (const f of factors) if (!(f >= -0.5 && f <= 0.5)) throw new RangeError(`adjustHue: hue factor ${f} is not in [-0.5, 0.5]`);
+  if (factors.length !== n) throw new RangeError(`adjustHue: ${factors.length} factors for ${n} images`);
+  return tidy(() => {
+    const r = x.select(1, 0);
+    const g = x.select(1, 1);
+    const b = x.select(1, 2);
+    const maxc = r.maximum(g).maximum(b);
+    const minc = r.minimum(g).minimum(b);
+    const d = maxc.sub(minc);
+    // torchvision: max == r -> (g-b)/d; else max == g -> 2 + (b-r)/d; else 4 + (r-g)/d. When
+    // d == 0 the numerator is 0 too, and the hue does not matter (the output is V everywhere).
+    const num = where(maxc.eq(r), g.sub(b), where(maxc.eq(g), b.sub(r).add(d, 2), r.sub(g).add(d, 4)));
+    const h = fmod(num.div(d.clampMin(1e-30)).div(6).add(1), 1);
+    const shift = tensor(Float32Array.from(factors), { shape: [n, 1, 1] }).to(x.device, x.dtype);
+    const h6 = remainder(h.add(shift), 1).mul(6).unsqueeze(1);  // [N, 1, H, W]
+    const nc = tensor(Float32Array.from([5, 3, 1]), { shape: [1, 3, 1, 1] }).to(x.device, x.dtype);
+    const k = remainder(h6.add(nc), 6);
+    const t = k.minimum(k.rsub(4)).clamp(0, 1);
+    return maxc.unsqueeze(1).sub(d.unsqueeze(1).mul(t));
+  });
+}
+
+export function grayscale3(x: Tensor): Tensor {
+  const [n, c, h, wd] = checkImages(x, 'grayscale');
+  return tidy(() => rgbToGrayscale(x).expand(n, c, h, wd).contiguous());
+}
+
+/** torchvision solarize on float images: where(x >= threshold, 1 - x, x). */
+export function solarize(x: Tensor, threshold: number): Tensor {
+  checkImages(x, 'solarize');
+  return tidy(() => where(x.ge(threshold), x.rsub(1), x));
+}
+
+/** torchvision gaussian_blur with a square kernel and one sigma per image. */
+export function gaussianBlur(x: Tensor, kernelSize: number, sigmas: readonly number[]): Tensor {
+  const [n, , h, wd] = checkImages(x, 'gaussianBlur');
+  if (sigmas.length !== n) throw new RangeError(`gaussianBlur: ${sigmas.length} sigmas for ${n} images`);
+  const half = (kernelSize - 1) / 2;
+  if (half >= h || half >= wd) throw new RangeError(`gaussianBlur: kernel ${kernelSize} is too large for ${wd}x${h} images (reflect padding)`);
+  // Always one group per image and channel: LibTorch's grouped conv is ~10x faster on the CPU
+  // than its few-channel path, so a single sigma is passed per image too.
+  return blurPerImage(x, kernelSize, sigmas.slice());
+}
+
+export function normalize(x: Tensor, mean: readonly number[], std: readonly number[]): Tensor {
+  checkImages(x, 'normalize');
+  return tidy(() => {
+    const m = tensor(Float32Array.from(mean), { shape: [1, 3, 1, 1] }).to(x.device, x.dtype);
+    const s = tensor(Float32Array.from(std), { shape: [1, 3, 1, 1] }).to(x.device, x.dtype);
+    return x.sub(m).div(s);
+  });
+}
+
+/**
+ * Runs fn on the samples idx of x and writes the result back in place. The whole batch goes
+ * through fn directly when every sample is selected (no gather/scatter).
+ */
+function onSubset(x: Tensor, idx: number[], fn: (sub: Tensor, idx: number[]) => Tensor): void {
+  if (idx.length === 0) return;
+  tidy(() => {
+    if (idx.length === x.size(0)) {
+      x.copy_(fn(x, idx));
+      return;
+    }
+    const it = tensor(BigInt64Array.from(idx, BigInt)).to(x.device);
+    native.call(O.indexCopy_(), x.id, 0, it.id, fn(x.indexSelect(0, it), idx).id);
+  });
+}
+
+/**
+ * Applies the augmentations to a batch, sample i with params[i], in BYOL's order: flip, colour
+ * jitter (its four ops in the sample's order), grayscale, blur, solarize, normalise. Returns a new
+ * tensor; x is left untouched.
+ */
+export function augment(x: Tensor, params: readonly SampleAugment[], cfg: ViewAugmentation): Tensor {
+  const [n] = checkImages(x, 'augment');
+  if (params.length !== n) throw new RangeError(`augment: ${params.length} parameter sets for ${n} images`);
+  const pick = (pred: (p: SampleAugment) => boolean): number[] => params.flatMap((p, i) => (pred(p) ? [i] : []));
+  return tidy(() => {
+    const out = x.to(null, undefined, { copy: true });
+    onSubset(out, pick((p) => p.flip), (s) => s.flip(3));
+    for (let step = 0; step < 4; step++) {
+      for (let o = 0; o < 4; o++) {
+        // A zero range switches the op off, as torchvision's ColorJitter turns it into None.
+        if ([cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue][o] === 0) continue;
+        const idx = pick((p) => p.jitter !== null && p.jitter.order[step] === o);
+        const jp = (i: number): JitterParams => params[i].jitter as JitterParams;
+        onSubset(out, idx, (s, ii) => {
+          switch (o) {
+            case JitterOp.Brightness: return adjustBrightness(s, ii.map((i) => jp(i).brightness));
+            case JitterOp.Contrast: return adjustContrast(s, ii.map((i) => jp(i).contrast));
+            case JitterOp.Saturation: return adjustSaturation(s, ii.map((i) => jp(i).saturation));
+            default: return adjustHue(s, ii.map((i) => jp(i).hue));
+          }
+        });
+      }
+    }
+    onSubset(out, pick((p) => p.grayscale), (s) => grayscale3(s));
+    onSubset(out, pick((p) => p.blurSigma !== null), (s, ii) => gaussianBlur(s, cfg.blurKernel, ii.map((i) => params[i].blurSigma as number)));
+    onSubset(out, pick((p) => p.solarize), (s) => solarize(s, cfg.solarizeThreshold));
+    return cfg.normalize ? normalize(out, cfg.normalize.mean, cfg.normalize.std) : out;
+  });
+}
+
+/** Mirrors boxes [x1, y1, x2, y2] of a view of width `width` (what a flip does to them). */
+export function flipBoxes(boxes: readonly [number, number, number, number][], width: number): [number, number, number, number][] {
+  return boxes.map(([x1, y1, x2, y2]) => [width - x2, y1, width - x1, y2]);
+}
