@@ -1,0 +1,116 @@
+// Training config: paper defaults (RECIPE.md numbers, typed in by hand here), layering, presets,
+// JSON/YAML files, and errors that name the key and its source.
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { resolveConfig, DEFAULT_CONFIG, ABLATIONS, CONFIG_FIELDS, flagHelp, ConfigError } from '../lib/train/config';
+
+describe('train config', () => {
+  let dir: string;
+  before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-cfg-')); });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('defaults are the paper\'s numbers', () => {
+    const c = resolveConfig().config;
+    assert.equal(c.arch, 'fpn');
+    assert.equal(c.depth, 50);
+    assert.equal(c.k, 4);
+    assert.equal(c.batchSize, 2048);
+    assert.equal(c.epochs, 100);
+    assert.equal(c.baseLr, 1.0);
+    assert.equal(c.weightDecay, 1e-5);
+    assert.equal(c.momentum, 0.9);
+    assert.equal(c.trustCoefficient, 0.001);
+    assert.equal(c.warmupEpochs, 10);
+    assert.equal(c.tau0, 0.99);
+    assert.equal(c.v1Size, 224);
+    assert.equal(c.v2Size, 224);
+    assert.equal(c.v3Size, 112);
+    assert.equal(c.v4Size, 192);
+    assert.deepEqual(c.cropScale, [0.5, 1]);
+    assert.deepEqual(c.levelThresholds, [48, 96, 192]);
+    assert.equal(c.jitterProb, 0.5);
+    assert.equal(c.jitterRange, 0.1);
+    assert.equal(c.projectorHidden, 4096);
+    assert.equal(c.embedDim, 256);
+    assert.ok(c.fpn && c.head && c.scaleAware && c.jitter && c.multiView && !c.socoStar && !c.poolAllLevels);
+    assert.equal(c.proposalSource, 'selective-search');
+    assert.equal(c.lossNormalization, 'paper');
+  });
+
+  it('layers defaults < presets < file < flags and records where each value came from', () => {
+    const file = path.join(dir, 'a.json');
+    fs.writeFileSync(file, JSON.stringify({ epochs: 5, 'batch-size': 64, tau0: 0.98, images: 'imgs' }));
+    const r = resolveConfig({ presets: 'official', file, overrides: { epochs: '7', depth: '18', warmupEpochs: '1' } });
+    assert.equal(r.config.epochs, 7);
+    assert.equal(r.origin.epochs, 'flag');
+    assert.equal(r.config.batchSize, 64);
+    assert.equal(r.origin.batchSize, `file ${file}`);
+    assert.equal(r.config.depth, 18);
+    assert.equal(r.config.warmupStartFactor, 0.01);
+    assert.equal(r.origin.warmupStartFactor, 'preset official');
+    assert.equal(r.config.images, path.join(dir, 'imgs'), 'relative paths in a file are relative to the file');
+    assert.equal(r.origin.weightDecay, 'default');
+  });
+
+  it('presets compose in order: official, c4 and soco-star', () => {
+    const off = resolveConfig({ presets: 'official' }).config;
+    assert.ok(off.cropFromRaw && off.keepClipped && off.poolAllLevels);
+    assert.equal(off.viewLayout, 'official');
+    assert.equal(off.minLr, 1e-6);
+    assert.equal(off.lossNormalization, 'authors');
+    const c4 = resolveConfig({ presets: ['c4'] }).config;
+    assert.equal(c4.arch, 'c4');
+    assert.ok(!c4.multiView && !c4.jitter);
+    assert.deepEqual(c4.cropScale, [0.5, 1]);
+    // The authors' C4 crops at scale [0.6, 1], whichever order the two presets come in.
+    assert.deepEqual(resolveConfig({ presets: 'c4,official' }).config.cropScale, [0.6, 1]);
+    assert.deepEqual(resolveConfig({ presets: 'official,c4' }).config.cropScale, [0.6, 1]);
+    assert.equal(resolveConfig({ presets: 'official,c4' }).config.poolAllLevels, false);
+    const star = resolveConfig({ presets: 'soco-star' }).config;
+    assert.ok(star.socoStar);
+    assert.equal(star.epochs, 400);
+  });
+
+  it('reads YAML (kebab or camel keys) and JSON', () => {
+    const y = path.join(dir, 'b.yaml');
+    fs.writeFileSync(y, 'arch: fpn\nv3-size: 96\nscaleAware: false\ncropScale: [0.4, 1]\nresume: never\n');
+    const c = resolveConfig({ file: y }).config;
+    assert.equal(c.v3Size, 96);
+    assert.equal(c.scaleAware, false);
+    assert.deepEqual(c.cropScale, [0.4, 1]);
+    assert.equal(c.resume, 'never');
+  });
+
+  it('errors name the key, the expected type and the source', () => {
+    const bad = path.join(dir, 'bad.json');
+    fs.writeFileSync(bad, JSON.stringify({ batchSize: 'big' }));
+    assert.throws(() => resolveConfig({ file: bad }), (e: Error) => e instanceof ConfigError && /config file .*bad\.json: batchSize must be an integer, got "big"/.test(e.message));
+    fs.writeFileSync(bad, JSON.stringify({ batchsize: 3 }));
+    assert.throws(() => resolveConfig({ file: bad }), /unknown key 'batchsize'/);
+    fs.writeFileSync(bad, '{ not json');
+    assert.throws(() => resolveConfig({ file: bad }), /invalid JSON/);
+    assert.throws(() => resolveConfig({ file: path.join(dir, 'missing.json') }), /missing\.json: cannot read it \(ENOENT\)/);
+    assert.throws(() => resolveConfig({ overrides: { depth: '42' } }), /flag --depth: depth must be one of 18, 34, 50, 101, got "42"/);
+    assert.throws(() => resolveConfig({ overrides: { tau0: '1.5' } }), /flag --tau0: tau0 must be in \[0, 1\], got 1.5/);
+    assert.throws(() => resolveConfig({ overrides: { cropScale: '0.5' } }), /flag --crop-scale: cropScale must be two numbers/);
+    assert.throws(() => resolveConfig({ presets: 'offical' }), /unknown preset 'offical' \(known: paper, official, soco-star, c4\)/);
+    assert.throws(() => resolveConfig({ overrides: { arch: 'c4' } }), /arch c4 uses views V1 and V2 only/);
+    assert.throws(() => resolveConfig({ overrides: { warmupEpochs: 20, epochs: 10 } }), /warmupEpochs \(20\) exceeds epochs \(10\)/);
+  });
+
+  it('every ablation of Tables 4 and 5 is a valid config', () => {
+    for (const [name, a] of Object.entries(ABLATIONS)) assert.doesNotThrow(() => resolveConfig({ overrides: a }), name);
+    // Table 5 (a, b, d) are plain keys.
+    assert.equal(resolveConfig({ overrides: { v3Size: 192, batchSize: 512, tau0: 0.98, k: 8 } }).config.v3Size, 192);
+  });
+
+  it('every key is a flag with its default in the help', () => {
+    const help = flagHelp();
+    assert.equal(help.length, Object.keys(DEFAULT_CONFIG).length);
+    assert.equal(Object.keys(CONFIG_FIELDS).length, Object.keys(DEFAULT_CONFIG).length);
+    assert.ok(help.some((h) => h.flag === '--batch-size' && /default 2048/.test(h.help)));
+    assert.ok(help.some((h) => h.flag === '--v3-size' && /Table 5\(a\)/.test(h.help)));
+  });
+});
