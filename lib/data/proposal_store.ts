@@ -37,7 +37,7 @@ export interface ProposalRecord {
   reason?: string;
 }
 
-export type NewRecord = Omit<ProposalRecord, 'status' | 'boxes' | 'reason'> & { boxes: ArrayLike<number> };
+export type NewRecord = Omit<ProposalRecord, 'key' | 'status' | 'boxes' | 'reason'> & { boxes: ArrayLike<number> };
 
 const crcOf = (b: Uint8Array): number => zlib.crc32(b) >>> 0;
 
@@ -51,7 +51,7 @@ function hashKey(bytes: Uint8Array): [number, number] {
   }
   h2 = Math.imul(h2 ^ (h2 >>> 13), 0xc2b2ae35);
   h2 ^= h2 >>> 16;
-  return [h1 >>> 0, (h2 >>> 0) | 1]; // h2 != 0 marks a used slot
+  return [h1 >>> 0, (h2 | 1) >>> 0]; // h2 != 0 marks a used slot
 }
 
 function encodeRecord(key: string, status: RecordStatus, r: Partial<NewRecord> & { boxes?: ArrayLike<number> }, reason?: string): Buffer {
@@ -448,10 +448,12 @@ export async function* readAuthorsJson(file: string): AsyncGenerator<[string, nu
 export async function writeAuthorsJson(store: ProposalStore, file: string, opts: { basename?: boolean; includeFailed?: boolean } = {}): Promise<number> {
   const tmp = `${file}.tmp-${process.pid}`;
   const out = fs.createWriteStream(tmp, { encoding: 'utf8' });
-  const write = (s: string) => new Promise<void>((resolve, reject) => {
-    if (out.write(s)) resolve(); else out.once('drain', resolve);
-    out.once('error', reject);
-  });
+  let failed: Error | undefined;
+  out.on('error', (e) => { failed = e; });
+  const write = async (s: string): Promise<void> => {
+    if (failed) throw failed;
+    if (!out.write(s)) await new Promise<void>((resolve) => out.once('drain', resolve));
+  };
   let n = 0;
   await write('{');
   for (const rec of store.entries()) {

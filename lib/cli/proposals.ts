@@ -1,0 +1,411 @@
+// `soco-train proposals generate|export|import|show`: selective-search proposals for an image
+// tree into a proposal store (lib/data/proposal_store.ts), conversions to and from the authors'
+// JSON, and pictures of boxes and statistics (paper Figures 2 and 3).
+import { Command, InvalidArgumentError, Option } from 'commander';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as zlib from 'zlib';
+import { decodeImage, isImageDecodeError, readImageSize } from '../data/image';
+import {
+  ProposalRecord, ProposalStore, ProposalStoreWriter, RecordStatus, readAuthorsJson, writeAuthorsJson,
+} from '../data/proposal_store';
+import { PRESETS, PresetName, SelectiveSearchParams, fromAuthorsRects, selectiveSearch } from '../data/selective_search';
+
+const IMAGE_EXT = /\.(jpe?g|png|webp)$/i;
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+    return n;
+  };
+}
+function nonNegInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return n;
+  };
+}
+function positiveNum(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
+    return n;
+  };
+}
+
+/** Image files under root, sorted, as '/'-separated paths relative to root. */
+export function listImages(root: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    const entries = fs.readdirSync(path.join(root, rel), { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(r);
+      else if ((e.isFile() || e.isSymbolicLink()) && IMAGE_EXT.test(e.name)) out.push(r);
+    }
+  };
+  walk('');
+  return out;
+}
+
+const fmtTime = (s: number): string => {
+  if (!Number.isFinite(s)) return '--:--:--';
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), x = Math.floor(s % 60);
+  return `${h}:${String(m).padStart(2, '0')}:${String(x).padStart(2, '0')}`;
+};
+
+/** Streaming statistics over integer-binned values (memory independent of the count). */
+class Stats {
+  private readonly hist = new Map<number, number>();
+  n = 0; sum = 0; min = Infinity; max = -Infinity;
+  add(v: number): void {
+    this.n++; this.sum += v;
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+    const b = Math.floor(v);
+    this.hist.set(b, (this.hist.get(b) ?? 0) + 1);
+  }
+  /** Median to 1 unit of resolution. */
+  median(): number {
+    let seen = 0;
+    for (const [b, c] of [...this.hist].sort((a, b) => a[0] - b[0])) { seen += c; if (seen * 2 >= this.n) return b; }
+    return 0;
+  }
+  toString(digits = 1): string {
+    if (!this.n) return '-';
+    return `mean ${(this.sum / this.n).toFixed(digits)} median ${this.median()} min ${this.min.toFixed(digits)} max ${this.max.toFixed(digits)}`;
+  }
+}
+
+/** Summary statistics of a store (printed at the end of every command). */
+export function storeSummary(store: ProposalStore): string {
+  const perImage = new Stats(), sizes = new Stats();
+  const stages = new Map<number, number>();
+  let failed = 0, empty = 0, millis = 0;
+  const reasons = new Map<string, number>();
+  for (const r of store.entries()) {
+    if (r.status === RecordStatus.Failed) {
+      failed++;
+      const why = (r.reason ?? '').split(':')[0].slice(0, 60);
+      reasons.set(why, (reasons.get(why) ?? 0) + 1);
+      continue;
+    }
+    perImage.add(r.boxes.length / 4);
+    if (r.boxes.length === 0) empty++;
+    stages.set(r.filterStage, (stages.get(r.filterStage) ?? 0) + 1);
+    millis += r.millis;
+    for (let i = 0; i < r.boxes.length; i += 4) sizes.add(Math.sqrt((r.boxes[i + 2] - r.boxes[i]) * (r.boxes[i + 3] - r.boxes[i + 1])));
+  }
+  const stageName: Record<number, string> = { [-1]: 'unfiltered', 0: 'ratio3size0308', 1: 'ratio fallback', 2: 'w,h>=32 fallback', 3: 'none left' };
+  const lines = [
+    `store ${store.file}: ${store.size} images, ${perImage.n} with proposals, ${failed} failed, ${empty} with zero boxes (the whole image stands in)`,
+    `  boxes/image: ${perImage.toString(1)}; total ${sizes.n}`,
+    `  sqrt(wh) px: ${sizes.toString(1)}`,
+    `  filter: ${[...stages].sort((a, b) => a[0] - b[0]).map(([k, n]) => `${stageName[k] ?? k} ${n}`).join(', ') || '-'}`,
+    `  file: ${(fs.statSync(store.file).size / 2 ** 20).toFixed(1)} MiB (+ index ${(fs.statSync(`${store.file}.idx`).size / 2 ** 20).toFixed(1)} MiB)` +
+      (perImage.n && millis > 0 ? `; mean ${(millis / perImage.n).toFixed(1)} ms/image of worker time` : ''),
+  ];
+  if (failed) lines.push(`  failures: ${[...reasons].map(([k, n]) => `${k || 'unknown'} ${n}`).join(', ')}`);
+  return lines.join('\n');
+}
+
+interface GenerateOpts {
+  images: string; out: string; workers: number; preset: PresetName; scale?: number; sigma?: number;
+  minSize?: number; maxSide: number; filter: boolean; quiet?: boolean;
+}
+
+/** Runs selective search on one image file; boxes in original-image pixels. */
+async function proposeFile(file: string, p: SelectiveSearchParams, maxSide: number) {
+  let target: { width: number; height: number } | undefined;
+  let full = { width: 0, height: 0 };
+  if (maxSide > 0) {
+    const sz = await readImageSize(file);
+    full = sz;
+    const m = Math.max(sz.width, sz.height);
+    if (m > maxSide) target = { width: Math.max(1, Math.round(sz.width * maxSide / m)), height: Math.max(1, Math.round(sz.height * maxSide / m)) };
+  }
+  const img = await decodeImage(file, target);
+  if (!target) full = { width: img.width, height: img.height };
+  const r = await selectiveSearch(img.data, img.width, img.height, p);
+  let boxes = r.boxes;
+  if (target) {  // back to original pixels: outward rounding keeps the region inside the box
+    const fx = full.width / img.width, fy = full.height / img.height;
+    boxes = new Int32Array(r.boxes.length);
+    for (let i = 0; i < boxes.length; i += 4) {
+      boxes[i] = Math.floor(r.boxes[i] * fx);
+      boxes[i + 1] = Math.floor(r.boxes[i + 1] * fy);
+      boxes[i + 2] = Math.min(full.width, Math.ceil(r.boxes[i + 2] * fx));
+      boxes[i + 3] = Math.min(full.height, Math.ceil(r.boxes[i + 3] * fy));
+    }
+  }
+  return { ...r, boxes, width: full.width, height: full.height };
+}
+
+export async function generate(o: GenerateOpts): Promise<{ done: number; failed: number; interrupted: boolean }> {
+  const base = PRESETS[o.preset];
+  if (!base) throw new Error(`--preset must be paper or official, got ${o.preset}`);
+  const params: SelectiveSearchParams = {
+    scale: o.scale ?? base.scale, sigma: o.sigma ?? base.sigma, minSize: o.minSize ?? base.minSize, filter: o.filter,
+  };
+  if (!fs.existsSync(o.images) || !fs.statSync(o.images).isDirectory()) throw new Error(`--images ${o.images}: not a directory`);
+  const log = (s: string): void => { if (!o.quiet) process.stderr.write(s); };
+  const files = listImages(o.images);
+  const meta = { format: 'soco-train proposals 1', algorithm: 'selective-search (skimage felzenszwalb + authors grouping)',
+    scale: params.scale, sigma: params.sigma, minSize: params.minSize, filter: params.filter ? 'ratio3size0308' : 'none', maxSide: o.maxSide };
+  const writer = ProposalStoreWriter.open(o.out, meta);
+  if (writer.truncatedBytes) log(`proposals: cut a torn tail of ${writer.truncatedBytes} bytes off ${o.out} (interrupted write)\n`);
+  const todo = files.filter((f) => !writer.has(f));
+  log(`proposals: ${files.length} images under ${o.images}, ${files.length - todo.length} already in ${o.out}, ${todo.length} to do, ${o.workers} workers\n`);
+
+  let next = 0, done = 0, failed = 0, stopping = false;
+  const t0 = Date.now();
+  const progress = (final = false): void => {
+    const el = (Date.now() - t0) / 1000, rate = done / Math.max(el, 1e-9);
+    const line = `proposals: ${done}/${todo.length} images  ${rate.toFixed(1)} img/s  ETA ${fmtTime((todo.length - done) / rate)}  failures ${failed}`;
+    if (process.stderr.isTTY) log(`\r${line}${final ? '\n' : ''}`);
+    else log(`${line}\n`);
+  };
+  const timer = setInterval(() => progress(), process.stderr.isTTY ? 1000 : 10000);
+  let interrupts = 0;
+  const onSigint = (): void => {
+    interrupts++;
+    if (interrupts === 1) {
+      stopping = true;
+      log(`\nproposals: interrupted; finishing the ${o.workers} images in flight (Ctrl-C again to quit now; the store stays valid)\n`);
+    } else {
+      process.exit(130);  // every record written so far is intact; the index is rebuilt on open
+    }
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+  const worker = async (): Promise<void> => {
+    while (!stopping && next < todo.length) {
+      const key = todo[next++];
+      const t = Date.now();
+      try {
+        const r = await proposeFile(path.join(o.images, key), params, o.maxSide);
+        writer.append(key, { boxes: r.boxes, width: r.width, height: r.height, rawCount: r.rawCount, uniqueCount: r.uniqueCount, filterStage: r.filterStage, millis: Date.now() - t });
+      } catch (e) {
+        failed++;
+        // "CODE: message" so that summaries can count failures by kind
+        const why = isImageDecodeError(e) ? `${e.code}: ${e.message}` : `ERROR: ${e instanceof Error ? e.message : String(e)}`;
+        writer.appendFailure(key, why, Date.now() - t);
+      }
+      done++;
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: o.workers }, worker));
+  } finally {
+    clearInterval(timer);
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+    writer.close();
+  }
+  progress(true);
+  const el = (Date.now() - t0) / 1000;
+  log(`proposals: ${done} images in ${fmtTime(el)} (${(done / Math.max(el, 1e-9)).toFixed(2)} img/s), ${failed} failed${stopping ? '; interrupted: run the same command again to resume' : ''}\n`);
+  const store = ProposalStore.open(o.out);
+  try { if (!o.quiet) console.log(storeSummary(store)); } finally { store.close(); }
+  return { done, failed, interrupted: stopping };
+}
+
+export async function importJson(json: string, out: string): Promise<number> {
+  if (fs.existsSync(out)) throw new Error(`--out ${out} exists; import writes a new store`);
+  const writer = ProposalStoreWriter.open(out, { format: 'soco-train proposals 1', importedFrom: path.resolve(json) });
+  let n = 0;
+  try {
+    for await (const [key, rects] of readAuthorsJson(json)) {
+      writer.append(key, { boxes: fromAuthorsRects(rects), width: 0, height: 0, rawCount: rects.length, uniqueCount: rects.length, filterStage: -1, millis: 0 });
+      n++;
+    }
+  } finally {
+    writer.close();
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------- pictures
+
+/** Encodes an RGB image as PNG (filter 0, zlib), no dependencies. */
+export function encodePng(rgb: Uint8Array, width: number, height: number): Buffer {
+  const raw = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) {
+    raw[y * (width * 3 + 1)] = 0;
+    Buffer.from(rgb.buffer, rgb.byteOffset + y * width * 3, width * 3).copy(raw, y * (width * 3 + 1) + 1);
+  }
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(td) >>> 0);
+    return Buffer.concat([len, td, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; ihdr[9] = 2; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw, { level: 6 })), chunk('IEND', Buffer.alloc(0))]);
+}
+
+function rng(seed: number): () => number {  // mulberry32
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const PALETTE = [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]];
+
+function drawRect(img: Uint8Array, W: number, H: number, b: ArrayLike<number>, c: number[], t = 2): void {
+  const put = (x: number, y: number): void => {
+    if (x < 0 || y < 0 || x >= W || y >= H) return;
+    const o = (y * W + x) * 3;
+    img[o] = c[0]; img[o + 1] = c[1]; img[o + 2] = c[2];
+  };
+  const [x0, y0, x1, y1] = [b[0], b[1], b[2] - 1, b[3] - 1];
+  for (let k = 0; k < t; k++) {
+    for (let x = x0; x <= x1; x++) { put(x, y0 + k); put(x, y1 - k); }
+    for (let y = y0; y <= y1; y++) { put(x0 + k, y); put(x1 - k, y); }
+  }
+}
+
+/** A bar chart PNG of a histogram (no text: the bin edges and counts go to stdout). */
+export function histogramPng(values: number[], bins: number, W = 640, H = 360): { png: Buffer; edges: number[]; counts: number[] } {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  if (!values.length) { lo = 0; hi = 0; }
+  const width = (hi - lo) / bins || 1;
+  const counts = new Array<number>(bins).fill(0);
+  for (const v of values) counts[Math.min(bins - 1, Math.floor((v - lo) / width))]++;
+  const edges = Array.from({ length: bins + 1 }, (_, i) => lo + i * width);
+  const img = new Uint8Array(W * H * 3).fill(255);
+  const m = 20, maxC = counts.reduce((a, b) => Math.max(a, b), 1), bw = (W - 2 * m) / bins;
+  for (let i = 0; i < bins; i++) {
+    const h = Math.round((H - 2 * m) * counts[i] / maxC);
+    for (let x = Math.round(m + i * bw) + 1; x < Math.round(m + (i + 1) * bw); x++)
+      for (let y = H - m - h; y < H - m; y++) { const o = (y * W + x) * 3; img[o] = 40; img[o + 1] = 90; img[o + 2] = 160; }
+  }
+  for (let x = m; x < W - m; x++) { const o = ((H - m) * W + x) * 3; img[o] = img[o + 1] = img[o + 2] = 0; }
+  for (let y = m; y <= H - m; y++) { const o = (y * W + m) * 3; img[o] = img[o + 1] = img[o + 2] = 0; }
+  return { png: encodePng(img, W, H), edges, counts };
+}
+
+export async function show(o: { store: string; images: string; n: number; outDir: string; boxes: number; seed: number }): Promise<string[]> {
+  const store = ProposalStore.open(o.store);
+  const written: string[] = [];
+  try {
+    const ok: string[] = [];
+    const perImage: number[] = [];
+    const sizes: number[] = [];
+    const SAMPLE = 1_000_000, sampler = rng(o.seed + 1);
+    let seenBoxes = 0;
+    for (const r of store.entries()) {
+      if (r.status !== RecordStatus.Ok) continue;
+      ok.push(r.key);
+      perImage.push(r.boxes.length / 4);
+      for (let i = 0; i < r.boxes.length; i += 4) {
+        // reservoir sample: the histogram's shape without holding every box of ImageNet
+        const v = Math.sqrt((r.boxes[i + 2] - r.boxes[i]) * (r.boxes[i + 3] - r.boxes[i + 1]));
+        seenBoxes++;
+        if (sizes.length < SAMPLE) sizes.push(v);
+        else { const j = Math.floor(sampler() * seenBoxes); if (j < SAMPLE) sizes[j] = v; }
+      }
+    }
+    fs.mkdirSync(o.outDir, { recursive: true });
+    const rand = rng(o.seed);
+    const pick = [...ok];
+    for (let i = pick.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [pick[i], pick[j]] = [pick[j], pick[i]]; }
+    for (const key of pick.slice(0, o.n)) {
+      const rec = store.get(key) as ProposalRecord;
+      let img;
+      try { img = await decodeImage(path.join(o.images, key)); } catch (e) {
+        console.error(`proposals show: skipping ${key}: ${e instanceof Error ? e.message : e}`);
+        continue;
+      }
+      const idx = Array.from({ length: rec.boxes.length / 4 }, (_, i) => i);
+      for (let i = idx.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [idx[i], idx[j]] = [idx[j], idx[i]]; }
+      const data = new Uint8Array(img.data);
+      idx.slice(0, o.boxes).forEach((bi, k) => drawRect(data, img.width, img.height, rec.boxes.subarray(bi * 4, bi * 4 + 4), PALETTE[k % PALETTE.length]));
+      const f = path.join(o.outDir, `${key.replace(/[\\/]/g, '__')}.png`);
+      fs.writeFileSync(f, encodePng(data, img.width, img.height));
+      written.push(f);
+    }
+    for (const [name, values, bins] of [['proposals_per_image', perImage, 30], ['sqrt_wh', sizes, 40]] as const) {
+      const h = histogramPng([...values], bins);
+      const f = path.join(o.outDir, `hist_${name}.png`);
+      fs.writeFileSync(f, h.png);
+      written.push(f);
+      console.log(`${name}: ${h.counts.map((c, i) => `[${h.edges[i].toFixed(0)},${h.edges[i + 1].toFixed(0)}):${c}`).join(' ')}`);
+    }
+    console.log(`proposals show: wrote ${written.length} PNGs to ${o.outDir}`);
+    console.log(storeSummary(store));
+  } finally {
+    store.close();
+  }
+  return written;
+}
+
+export function registerProposalsCommands(program: Command): void {
+  const cmd = program.command('proposals').description('selective-search proposals: generate, convert, inspect');
+  cmd.command('generate')
+    .description('run selective search on every image under --images into a proposal store (resumable)')
+    .requiredOption('--images <dir>', 'image root (ImageNet train/<wnid>/*.JPEG or any tree)')
+    .requiredOption('--out <store>', 'proposal store to create or resume')
+    .option('--workers <n>', 'images processed in parallel (native threads)', positiveInt('--workers'), 1)
+    .addOption(new Option('--preset <name>', 'parameter preset').choices(['paper', 'official']).default('paper'))
+    .option('--scale <k>', 'felzenszwalb scale (overrides the preset)', positiveNum('--scale'))
+    .option('--sigma <s>', 'gaussian sigma (overrides the preset)', (v: string) => { const n = Number(v); if (!(n >= 0)) throw new InvalidArgumentError('--sigma must be >= 0'); return n; })
+    .option('--min-size <px>', 'felzenszwalb min_size (overrides the preset)', nonNegInt('--min-size'))
+    .option('--max-side <px>', 'downscale images whose longer side exceeds this (0 = never)', nonNegInt('--max-side'), 0)
+    .option('--no-filter', 'keep every unique raw box (no ratio3size0308 filter)')
+    .action(async (opts: GenerateOpts) => {
+      // the libuv pool runs decode and search; it must be sized before its first use
+      if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = String(Math.max(4, opts.workers));
+      const r = await generate(opts);
+      if (r.interrupted) process.exitCode = 130;
+    });
+  cmd.command('export')
+    .description("write the authors' JSON ({path: [[x, y, w, h], ...]})")
+    .requiredOption('--store <store>', 'proposal store')
+    .requiredOption('--json <out>', 'output JSON file')
+    .option('--basename', 'key by file name instead of the relative path (the authors\' keys)')
+    .action(async (opts: { store: string; json: string; basename?: boolean }) => {
+      const store = ProposalStore.open(opts.store);
+      try {
+        const n = await writeAuthorsJson(store, opts.json, { basename: opts.basename });
+        console.log(`proposals export: ${n} images to ${opts.json}`);
+        console.log(storeSummary(store));
+      } finally { store.close(); }
+    });
+  cmd.command('import')
+    .description("convert the authors' JSON into a proposal store")
+    .requiredOption('--json <in>', "the authors' JSON")
+    .requiredOption('--out <store>', 'new proposal store')
+    .action(async (opts: { json: string; out: string }) => {
+      const n = await importJson(opts.json, opts.out);
+      console.log(`proposals import: ${n} images from ${opts.json}`);
+      const store = ProposalStore.open(opts.out);
+      try { console.log(storeSummary(store)); } finally { store.close(); }
+    });
+  cmd.command('show')
+    .description('PNGs of N images with a random sample of their boxes, and histograms of boxes per image and sqrt(wh)')
+    .requiredOption('--store <store>', 'proposal store')
+    .requiredOption('--images <dir>', 'image root the store was generated from')
+    .option('--n <n>', 'number of images', positiveInt('--n'), 8)
+    .requiredOption('--out-dir <dir>', 'where the PNGs go')
+    .option('--boxes <k>', 'boxes drawn per image', positiveInt('--boxes'), 8)
+    .option('--seed <s>', 'random seed', nonNegInt('--seed'), 0)
+    .action(async (opts: { store: string; images: string; n: number; outDir: string; boxes: number; seed: number }) => {
+      await show(opts);
+    });
+}
