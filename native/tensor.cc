@@ -19,7 +19,9 @@
 
 #include <dlfcn.h>
 
+#include <cmath>
 #include <cstring>
+#include <sstream>
 #include <unordered_map>
 
 namespace soco {
@@ -27,8 +29,8 @@ namespace {
 
 // How one schema argument is read from JS; resolved once per operator, not per call.
 enum class Kind {
-  Tensor, Int, Float, Bool, Scalar, IntList, FloatList, BoolList, TensorList, OptTensorList,
-  ScalarList, String, Device, Generator, Unsupported
+  Tensor, Int, Float, Bool, Scalar, ScalarType, Layout, MemoryFormat, IntList, FloatList, BoolList,
+  TensorList, OptTensorList, ScalarList, String, Device, Generator, Unsupported
 };
 
 struct ArgSpec {
@@ -42,8 +44,10 @@ struct ArgSpec {
 struct OpInfo {
   c10::OperatorHandle handle;
   std::string name;
+  std::string schema;
   std::vector<ArgSpec> args;
   size_t numReturns;
+  std::string returnKinds;  // per return: 't' tensor, 'T' tensor list, 'v' other (for callOp in JS)
   bool returnsSelf;  // in-place op: hand back the caller's own handle instead of a new one
 };
 
@@ -53,6 +57,7 @@ struct State {
   std::unordered_map<std::string, int32_t> opIndex;
   std::vector<at::Generator> generators;
   Napi::FunctionReference torchError;
+  torch::jit::Stack stack;  // reused by every call(): no allocation per op
 };
 
 State& GetState(Napi::Env env) { return *env.GetInstanceData<State>(); }
@@ -62,10 +67,12 @@ Kind KindOf(const c10::TypePtr& type) {
   switch (type->kind()) {
     case TypeKind::TensorType: return Kind::Tensor;
     case TypeKind::IntType:
-    case TypeKind::SymIntType:
-    case TypeKind::ScalarTypeType:
-    case TypeKind::LayoutType:
-    case TypeKind::MemoryFormatType: return Kind::Int;
+    case TypeKind::SymIntType: return Kind::Int;
+    // Enums travel as their integer codes; they get range checks because LibTorch indexes tables
+    // with them and only checks in debug builds.
+    case TypeKind::ScalarTypeType: return Kind::ScalarType;
+    case TypeKind::LayoutType: return Kind::Layout;
+    case TypeKind::MemoryFormatType: return Kind::MemoryFormat;
     case TypeKind::FloatType: return Kind::Float;
     case TypeKind::BoolType: return Kind::Bool;
     case TypeKind::NumberType: return Kind::Scalar;
@@ -92,9 +99,8 @@ Kind KindOf(const c10::TypePtr& type) {
   }
 }
 
-[[noreturn]] void ThrowArg(Napi::Env env, const OpInfo& op, const ArgSpec& a, const char* got) {
-  ThrowTorchError(env, op.name,
-                  "argument '" + a.name + "' expects " + a.typeName + ", got " + got);
+[[noreturn]] void ThrowArg(Napi::Env env, const OpInfo& op, const ArgSpec& a, const std::string& got) {
+  ThrowTorchError(env, op.name, "argument '" + a.name + "' expects " + a.typeName + ", got " + got);
 }
 
 const char* JsTypeName(const Napi::Value& v) {
@@ -104,9 +110,26 @@ const char* JsTypeName(const Napi::Value& v) {
     case napi_boolean: return "boolean";
     case napi_number: return "number";
     case napi_string: return "string";
-    case napi_object: return v.IsArray() ? "array" : "object";
+    case napi_bigint: return "bigint";
+    case napi_function: return "function";
+    case napi_object: return v.IsArray() ? "array" : v.IsTypedArray() ? "a TypedArray" : "object";
     default: return "a value of another type";
   }
+}
+
+std::string NumberText(double d) {
+  std::ostringstream s;
+  s << d;
+  return s.str();
+}
+
+// Integers must be exact: truncating 2.5 to 2 would silently change shapes and indices.
+int64_t ToInt(Napi::Env env, const OpInfo& op, const ArgSpec& a, const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) ThrowArg(env, op, a, what ? what : JsTypeName(v));
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(std::nearbyint(d) == d && std::abs(d) <= 9.007199254740991e15))
+    ThrowArg(env, op, a, (what ? std::string(what) + " " : std::string("the number ")) + NumberText(d));
+  return int64_t(d);
 }
 
 c10::Scalar ToScalar(const Napi::Value& v) {
@@ -115,6 +138,16 @@ c10::Scalar ToScalar(const Napi::Value& v) {
   // Integral JS numbers become integer Scalars so integer tensors keep their dtype.
   if (std::nearbyint(d) == d && std::abs(d) < 9.007199254740992e15) return c10::Scalar(int64_t(d));
   return c10::Scalar(d);
+}
+
+const at::Tensor& TensorArg(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a,
+                            const Napi::Value& v, int64_t index = -1) {
+  const at::Tensor* t = v.IsNumber() ? st.tensors.Find(v.As<Napi::Number>().Int32Value()) : nullptr;
+  if (t) return *t;
+  // Slow path: build the message only when there is an error.
+  std::string what = "argument '" + a.name + "'" + (index >= 0 ? "[" + std::to_string(index) + "]" : "");
+  if (!v.IsNumber()) ThrowArg(env, op, a, (index >= 0 ? "an array holding " : "") + std::string(JsTypeName(v)));
+  return st.tensors.Get(env, v, op.name.c_str(), what);
 }
 
 c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a,
@@ -129,12 +162,23 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
     ThrowArg(env, op, a, "null");
   }
   switch (a.kind) {
-    case Kind::Tensor:
-      if (!v.IsNumber()) ThrowArg(env, op, a, JsTypeName(v));
-      return st.tensors.Get(env, v, op.name.c_str(), "argument '" + a.name + "'");
-    case Kind::Int:
-      if (!v.IsNumber()) ThrowArg(env, op, a, JsTypeName(v));
-      return c10::IValue(v.As<Napi::Number>().Int64Value());
+    case Kind::Tensor: return TensorArg(env, st, op, a, v);
+    case Kind::Int: return c10::IValue(ToInt(env, op, a, v, nullptr));
+    case Kind::ScalarType: {
+      int64_t c = ToInt(env, op, a, v, nullptr);
+      if (c < 0 || c >= int64_t(c10::NumScalarTypes)) ThrowArg(env, op, a, "unknown dtype code " + std::to_string(c));
+      return c10::IValue(c);
+    }
+    case Kind::Layout: {
+      int64_t c = ToInt(env, op, a, v, nullptr);
+      if (c < 0 || c >= int64_t(c10::Layout::NumOptions)) ThrowArg(env, op, a, "unknown layout code " + std::to_string(c));
+      return c10::IValue(c);
+    }
+    case Kind::MemoryFormat: {
+      int64_t c = ToInt(env, op, a, v, nullptr);
+      if (c < 0 || c >= int64_t(c10::MemoryFormat::NumOptions)) ThrowArg(env, op, a, "unknown memory format code " + std::to_string(c));
+      return c10::IValue(c);
+    }
     case Kind::Float:
       if (!v.IsNumber()) ThrowArg(env, op, a, JsTypeName(v));
       return c10::IValue(v.As<Napi::Number>().DoubleValue());
@@ -149,7 +193,12 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
       return c10::IValue(v.As<Napi::String>().Utf8Value());
     case Kind::Device: {
       if (!v.IsString()) ThrowArg(env, op, a, JsTypeName(v));
-      return c10::IValue(c10::Device(v.As<Napi::String>().Utf8Value()));
+      std::string d = v.As<Napi::String>().Utf8Value();
+      try {
+        return c10::IValue(c10::Device(d));
+      } catch (const c10::Error&) {
+        ThrowArg(env, op, a, "'" + d + "', which is not a device");
+      }
     }
     case Kind::Generator: {
       if (!v.IsNumber()) ThrowArg(env, op, a, JsTypeName(v));
@@ -162,25 +211,21 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
   }
   // Lists. A bare number where an int[] is expected broadcasts, as in Python (stride=2).
   if (a.kind == Kind::IntList && v.IsNumber())
-    return c10::IValue(std::vector<int64_t>{v.As<Napi::Number>().Int64Value()});
+    return c10::IValue(std::vector<int64_t>{ToInt(env, op, a, v, nullptr)});
   if (!v.IsArray()) ThrowArg(env, op, a, JsTypeName(v));
   Napi::Array arr = v.As<Napi::Array>();
   uint32_t n = arr.Length();
   switch (a.kind) {
     case Kind::IntList: {
       std::vector<int64_t> out(n);
-      for (uint32_t i = 0; i < n; i++) {
-        Napi::Value e = arr[i];
-        if (!e.IsNumber()) ThrowArg(env, op, a, "an array holding a non-number");
-        out[i] = e.As<Napi::Number>().Int64Value();
-      }
+      for (uint32_t i = 0; i < n; i++) out[i] = ToInt(env, op, a, arr[i], "an array holding");
       return c10::IValue(out);
     }
     case Kind::FloatList: {
       std::vector<double> out(n);
       for (uint32_t i = 0; i < n; i++) {
         Napi::Value e = arr[i];
-        if (!e.IsNumber()) ThrowArg(env, op, a, "an array holding a non-number");
+        if (!e.IsNumber()) ThrowArg(env, op, a, std::string("an array holding ") + JsTypeName(e));
         out[i] = e.As<Napi::Number>().DoubleValue();
       }
       return c10::IValue(out);
@@ -189,7 +234,7 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
       c10::List<bool> out;
       for (uint32_t i = 0; i < n; i++) {
         Napi::Value e = arr[i];
-        if (!e.IsBoolean()) ThrowArg(env, op, a, "an array holding a non-boolean");
+        if (!e.IsBoolean()) ThrowArg(env, op, a, std::string("an array holding ") + JsTypeName(e));
         out.push_back(e.As<Napi::Boolean>().Value());
       }
       return c10::IValue(out);
@@ -199,7 +244,7 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
       out.reserve(n);
       for (uint32_t i = 0; i < n; i++) {
         Napi::Value e = arr[i];
-        if (!e.IsNumber() && !e.IsBoolean()) ThrowArg(env, op, a, "an array holding a non-number");
+        if (!e.IsNumber() && !e.IsBoolean()) ThrowArg(env, op, a, std::string("an array holding ") + JsTypeName(e));
         out.push_back(ToScalar(e));
       }
       return c10::IValue(out);
@@ -207,25 +252,15 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
     case Kind::TensorList: {
       std::vector<at::Tensor> out;
       out.reserve(n);
-      for (uint32_t i = 0; i < n; i++) {
-        Napi::Value e = arr[i];
-        if (!e.IsNumber()) ThrowArg(env, op, a, "an array holding a non-tensor");
-        out.push_back(st.tensors.Get(env, e, op.name.c_str(),
-                                     "argument '" + a.name + "'[" + std::to_string(i) + "]"));
-      }
+      for (uint32_t i = 0; i < n; i++) out.push_back(TensorArg(env, st, op, a, arr[i], i));
       return c10::IValue(out);
     }
     case Kind::OptTensorList: {
       c10::List<c10::optional<at::Tensor>> out;
       for (uint32_t i = 0; i < n; i++) {
         Napi::Value e = arr[i];
-        if (e.IsNull() || e.IsUndefined()) {
-          out.push_back(c10::nullopt);
-        } else {
-          if (!e.IsNumber()) ThrowArg(env, op, a, "an array holding a non-tensor");
-          out.push_back(st.tensors.Get(env, e, op.name.c_str(),
-                                       "argument '" + a.name + "'[" + std::to_string(i) + "]"));
-        }
+        if (e.IsNull() || e.IsUndefined()) out.push_back(c10::nullopt);
+        else out.push_back(TensorArg(env, st, op, a, e, i));
       }
       return c10::IValue(out);
     }
@@ -245,6 +280,7 @@ Napi::Value ToJs(Napi::Env env, State& st, c10::IValue&& v) {
   if (v.isInt()) return Napi::Number::New(env, double(v.toInt()));
   if (v.isDouble()) return Napi::Number::New(env, v.toDouble());
   if (v.isBool()) return Napi::Boolean::New(env, v.toBool());
+  if (v.isString()) return Napi::String::New(env, v.toStringRef());
   if (v.isTensorList()) {
     auto list = v.toTensorList();
     Napi::Array out = Napi::Array::New(env, list.size());
@@ -257,10 +293,10 @@ Napi::Value ToJs(Napi::Env env, State& st, c10::IValue&& v) {
     for (size_t i = 0; i < elems.size(); i++) out[i] = ToJs(env, st, c10::IValue(elems[i]));
     return out;
   }
-  if (v.isIntList()) {
-    auto list = v.toIntVector();
+  if (v.isList()) {  // int[], float[], bool[] and other lists, element by element
+    auto list = v.toListRef();
     Napi::Array out = Napi::Array::New(env, list.size());
-    for (size_t i = 0; i < list.size(); i++) out[i] = Napi::Number::New(env, double(list[i]));
+    for (size_t i = 0; i < list.size(); i++) out[i] = ToJs(env, st, c10::IValue(list[i]));
     return out;
   }
   throw std::runtime_error("the operator returned a " + v.tagKind() + ", which is not supported");
@@ -271,21 +307,27 @@ Napi::Value Op(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   State& st = GetState(env);
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
-    throw Napi::TypeError::New(env, "op(name, overload): two strings expected");
+    ThrowTorchError(env, "op", "op(name, overload) expects two strings");
   std::string name = info[0].As<Napi::String>();
   std::string overload = info[1].As<Napi::String>();
   std::string key = overload.empty() ? name : name + "." + overload;
   auto it = st.opIndex.find(key);
   if (it != st.opIndex.end()) return Napi::Number::New(env, it->second);
   auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
-  if (!handle) ThrowTorchError(env, key, "no such operator in this LibTorch");
+  if (!handle) ThrowTorchError(env, key, "no such operator in this LibTorch (name and overload must match its schema)");
   const c10::FunctionSchema& schema = handle->schema();
-  OpInfo op{*handle, key, {}, schema.returns().size(), false};
+  std::ostringstream text;
+  text << schema;
+  OpInfo op{*handle, key, text.str(), {}, schema.returns().size(), "", false};
   for (const auto& a : schema.arguments()) {
     c10::TypePtr type = a.type();
     bool optional = type->kind() == c10::TypeKind::OptionalType;
     if (optional) type = type->expectRef<c10::OptionalType>().getElementType();
     op.args.push_back({a.name(), KindOf(type), optional, a.default_value(), a.type()->str()});
+  }
+  for (const auto& r : schema.returns()) {
+    Kind k = KindOf(r.type());
+    op.returnKinds += k == Kind::Tensor ? 't' : k == Kind::TensorList ? 'T' : 'v';
   }
   const auto& rets = schema.returns();
   op.returnsSelf = rets.size() == 1 && rets[0].alias_info() && rets[0].alias_info()->isWrite() &&
@@ -297,32 +339,53 @@ Napi::Value Op(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, index);
 }
 
+// opInfo(index) -> [name, schema, returnKinds, returnsSelf], for the generic callOp in JS.
+Napi::Value OpInfoJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  State& st = GetState(env);
+  int32_t index = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
+  if (index < 0 || index >= int32_t(st.ops.size())) ThrowTorchError(env, "opInfo", "not an index from op()");
+  const OpInfo& op = st.ops[index];
+  Napi::Array out = Napi::Array::New(env, 4);
+  out[0u] = Napi::String::New(env, op.name);
+  out[1u] = Napi::String::New(env, op.schema);
+  out[2u] = Napi::String::New(env, op.returnKinds);
+  out[3u] = Napi::Boolean::New(env, op.returnsSelf);
+  return out;
+}
+
 // call(index, ...args): one boxed dispatcher call.
 Napi::Value Call(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   State& st = GetState(env);
   int32_t index = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
   if (index < 0 || index >= int32_t(st.ops.size()))
-    throw Napi::TypeError::New(env, "call(): the first argument must be an index from op()");
+    ThrowTorchError(env, "call", "the first argument must be an index from op()");
   const OpInfo& op = st.ops[index];
   size_t given = info.Length() - 1;
   if (given > op.args.size())
     ThrowTorchError(env, op.name, "takes " + std::to_string(op.args.size()) + " arguments, got " +
-                                      std::to_string(given));
-  torch::jit::Stack stack;
-  stack.reserve(op.args.size());
-  for (size_t i = 0; i < op.args.size(); i++) {
-    Napi::Value v = i < given ? info[i + 1] : env.Undefined();
-    stack.push_back(Convert(env, st, op, op.args[i], v));
-  }
-  Guard(env, op.name, [&] { op.handle.callBoxed(&stack); });
+                                      std::to_string(given) + " (schema: " + op.schema + ")");
+  torch::jit::Stack& stack = st.stack;
+  stack.clear();
+  struct Clear {  // drop argument and result references on every exit, errors included
+    torch::jit::Stack& s;
+    ~Clear() { s.clear(); }
+  } clearOnExit{stack};
+  Guard(env, op.name, [&] {
+    for (size_t i = 0; i < op.args.size(); i++) {
+      Napi::Value v = i < given ? info[i + 1] : env.Undefined();
+      stack.push_back(Convert(env, st, op, op.args[i], v));
+    }
+    op.handle.callBoxed(&stack);
+  });
   if (op.returnsSelf) return info[1];
-  if (op.numReturns == 0) return env.Undefined();
-  return Guard(env, op.name, [&] {
+  return Guard(env, op.name, [&]() -> Napi::Value {
+    if (op.numReturns == 0) return env.Undefined();
     if (stack.size() == 1) return ToJs(env, st, std::move(stack[0]));
     Napi::Array out = Napi::Array::New(env, stack.size());
     for (size_t i = 0; i < stack.size(); i++) out[i] = ToJs(env, st, std::move(stack[i]));
-    return Napi::Value(out);
+    return out;
   });
 }
 
@@ -331,31 +394,33 @@ Napi::Value Call(const Napi::CallbackInfo& info) {
 struct DtypeBuffer {
   at::ScalarType dtype;
   napi_typedarray_type array;
+  const char* arrayName;
 };
 
 // Which TypedArray carries which dtype's bytes; half types travel as their raw 16-bit patterns.
 constexpr DtypeBuffer kBuffers[] = {
-    {at::kFloat, napi_float32_array}, {at::kDouble, napi_float64_array},
-    {at::kHalf, napi_uint16_array},   {at::kBFloat16, napi_uint16_array},
-    {at::kLong, napi_bigint64_array}, {at::kInt, napi_int32_array},
-    {at::kByte, napi_uint8_array},    {at::kBool, napi_uint8_array},
+    {at::kFloat, napi_float32_array, "Float32Array"}, {at::kDouble, napi_float64_array, "Float64Array"},
+    {at::kHalf, napi_uint16_array, "Uint16Array"},    {at::kBFloat16, napi_uint16_array, "Uint16Array"},
+    {at::kLong, napi_bigint64_array, "BigInt64Array"}, {at::kInt, napi_int32_array, "Int32Array"},
+    {at::kByte, napi_uint8_array, "Uint8Array"},      {at::kBool, napi_uint8_array, "Uint8Array"},
 };
 
-napi_typedarray_type ArrayTypeFor(at::ScalarType t) {
+const DtypeBuffer& BufferFor(at::ScalarType t) {
   for (const auto& b : kBuffers)
-    if (b.dtype == t) return b.array;
+    if (b.dtype == t) return b;
   throw std::runtime_error(std::string("dtype ") + c10::toString(t) + " has no TypedArray form");
 }
 
 std::vector<int64_t> ShapeArg(Napi::Env env, const Napi::Value& v, const char* op) {
-  if (!v.IsArray()) ThrowTorchError(env, op, "shape must be an array of non-negative integers");
+  if (!v.IsArray()) ThrowTorchError(env, op, std::string("shape must be an array of non-negative integers, got ") + JsTypeName(v));
   Napi::Array arr = v.As<Napi::Array>();
   std::vector<int64_t> shape(arr.Length());
   for (uint32_t i = 0; i < arr.Length(); i++) {
     Napi::Value e = arr[i];
     double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
-    if (d < 0 || std::floor(d) != d)
-      ThrowTorchError(env, op, "shape must be an array of non-negative integers");
+    if (!(d >= 0 && std::floor(d) == d && d <= 9.007199254740991e15))
+      ThrowTorchError(env, op, "shape must be an array of non-negative integers, got " +
+                                   (e.IsNumber() ? NumberText(d) : std::string(JsTypeName(e))) + " at [" + std::to_string(i) + "]");
     shape[i] = int64_t(d);
   }
   return shape;
@@ -365,28 +430,54 @@ at::ScalarType DtypeArg(Napi::Env env, const Napi::Value& v, const char* op) {
   int code = v.IsNumber() ? v.As<Napi::Number>().Int32Value() : -1;
   for (const auto& b : kBuffers)
     if (int(b.dtype) == code) return b.dtype;
-  ThrowTorchError(env, op, "unsupported dtype code " + std::to_string(code));
+  ThrowTorchError(env, op, "unsupported dtype code " + (v.IsNumber() ? NumberText(v.As<Napi::Number>().DoubleValue()) : JsTypeName(v)));
+}
+
+const char* TypedArrayName(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "TypedArray";
+  }
 }
 
 // fromBuffer(typedArray, shape, dtypeCode) -> handle of a new CPU tensor holding a copy.
 Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "fromBuffer";
-  if (info.Length() < 3 || !info[0].IsTypedArray()) ThrowTorchError(env, op, "data must be a TypedArray");
+  if (info.Length() < 3 || !info[0].IsTypedArray())
+    ThrowTorchError(env, op, std::string("data must be a TypedArray, got ") + JsTypeName(info[0]));
   auto arr = info[0].As<Napi::TypedArray>();
   std::vector<int64_t> shape = ShapeArg(env, info[1], op);
   at::ScalarType dtype = DtypeArg(env, info[2], op);
-  if (arr.TypedArrayType() != ArrayTypeFor(dtype))
-    ThrowTorchError(env, op, std::string("the TypedArray's type does not carry ") + c10::toString(dtype));
-  int64_t numel = 1;
-  for (auto s : shape) numel *= s;
+  const DtypeBuffer& buf = Guard(env, op, [&]() -> const DtypeBuffer& { return BufferFor(dtype); });
+  if (arr.TypedArrayType() != buf.array)
+    ThrowTorchError(env, op, std::string("dtype ") + c10::toString(dtype) + " needs a " + buf.arrayName + ", got a " +
+                                 TypedArrayName(arr.TypedArrayType()));
   size_t itemsize = c10::elementSize(dtype);
-  if (size_t(numel) * itemsize != arr.ByteLength())
-    ThrowTorchError(env, op, "shape [" + c10::Join(",", shape) + "] holds " + std::to_string(numel) +
-                                 " elements but the data has " + std::to_string(arr.ByteLength() / itemsize));
-  at::Tensor t = Guard(env, op, [&] { return at::empty(shape, at::TensorOptions().dtype(dtype)); });
+  uint64_t numel = 1;
+  bool overflow = false;
+  for (auto s : shape) overflow |= __builtin_mul_overflow(numel, uint64_t(s), &numel);
+  if (overflow || numel * itemsize != arr.ByteLength())
+    ThrowTorchError(env, op, "shape [" + c10::Join(",", shape) + "] does not match the data's " +
+                                 std::to_string(arr.ByteLength() / itemsize) + " elements");
   auto* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  at::Tensor t = Guard(env, op, [&] { return at::empty(shape, at::TensorOptions().dtype(dtype)); });
   if (numel > 0) std::memcpy(t.data_ptr(), src, arr.ByteLength());
+  if (dtype == at::kBool) {
+    // A bool byte other than 0/1 is undefined behaviour in LibTorch's kernels: normalise.
+    auto* p = static_cast<uint8_t*>(t.data_ptr());
+    for (uint64_t i = 0; i < numel; i++) p[i] = p[i] != 0;
+  }
   return Napi::Number::New(env, Tensors(env).Put(env, std::move(t)));
 }
 
@@ -396,7 +487,7 @@ Napi::Value ToBuffer(const Napi::CallbackInfo& info) {
   const char* op = "toBuffer";
   const at::Tensor& t = Tensors(env).Get(env, info[0], op, "tensor");
   return Guard(env, op, [&]() -> Napi::Value {
-    napi_typedarray_type type = ArrayTypeFor(t.scalar_type());
+    napi_typedarray_type type = BufferFor(t.scalar_type()).array;
     at::Tensor c = t.detach().to(at::kCPU).contiguous();
     size_t bytes = c.numel() * c.element_size();
     auto buffer = Napi::ArrayBuffer::New(env, bytes);
@@ -418,7 +509,8 @@ Napi::Value Item(const Napi::CallbackInfo& info) {
   });
 }
 
-// meta(handle) -> [dtypeCode, device, requiresGrad, ...shape]: one call for all that JS caches.
+// meta(handle) -> [dtypeCode, device, flags, ...shape]: one call for what JS caches.
+// flags: 1 requires grad, 2 leaf, 4 contiguous.
 Napi::Value Meta(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const at::Tensor& t = Tensors(env).Get(env, info[0], "meta", "tensor");
@@ -426,20 +518,35 @@ Napi::Value Meta(const Napi::CallbackInfo& info) {
   Napi::Array out = Napi::Array::New(env, 3 + dim);
   out[0u] = Napi::Number::New(env, int(t.scalar_type()));
   out[1u] = Napi::String::New(env, t.device().str());
-  out[2u] = Napi::Boolean::New(env, t.requires_grad());
+  int flags = (t.requires_grad() ? 1 : 0) | (t.is_leaf() ? 2 : 0) | (t.is_contiguous() ? 4 : 0);
+  out[2u] = Napi::Number::New(env, flags);
   for (int64_t i = 0; i < dim; i++) out[uint32_t(3 + i)] = Napi::Number::New(env, double(t.size(i)));
   return out;
 }
 
 Napi::Value Free(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "free(handle): number expected");
+  if (!info[0].IsNumber()) ThrowTorchError(env, "free", "handle must be a number");
   Tensors(env).Free(env, info[0].As<Napi::Number>().Int32Value());
   return env.Undefined();
 }
 
+// dup(handle) -> a second handle to the same tensor (not a view: same leaf, grad and flags), so
+// that every call returns a handle the caller may dispose on its own.
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TensorTable& tt = Tensors(env);
+  at::Tensor t = tt.Get(env, info[0], "dup", "tensor");
+  return Napi::Number::New(env, tt.Put(env, std::move(t)));
+}
+
 Napi::Value LiveCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(Tensors(info.Env()).Live()));
+}
+
+// liveBytes() -> bytes of storage referenced by live handles (shared storages counted once per handle).
+Napi::Value LiveBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(Tensors(info.Env()).Bytes()));
 }
 
 // ---- autograd ----
@@ -447,7 +554,7 @@ Napi::Value LiveCount(const Napi::CallbackInfo& info) {
 Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const at::Tensor& t = Tensors(env).Get(env, info[0], "requiresGrad_", "tensor");
-  if (!info[1].IsBoolean()) ThrowTorchError(env, "requiresGrad_", "requiresGrad must be a boolean");
+  if (!info[1].IsBoolean()) ThrowTorchError(env, "requiresGrad_", std::string("requiresGrad must be a boolean, got ") + JsTypeName(info[1]));
   Guard(env, "requiresGrad_", [&] { const_cast<at::Tensor&>(t).set_requires_grad(info[1].As<Napi::Boolean>()); });
   return env.Undefined();
 }
@@ -455,7 +562,7 @@ Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info) {
 Napi::Value Grad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const at::Tensor& t = Tensors(env).Get(env, info[0], "grad", "tensor");
-  at::Tensor g = t.grad();
+  at::Tensor g = Guard(env, "grad", [&] { return t.grad(); });
   if (!g.defined()) return env.Null();
   return Napi::Number::New(env, Tensors(env).Put(env, std::move(g)));
 }
@@ -464,7 +571,7 @@ Napi::Value Grad(const Napi::CallbackInfo& info) {
 Napi::Value ClearGrad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const at::Tensor& t = Tensors(env).Get(env, info[0], "clearGrad", "tensor");
-  const_cast<at::Tensor&>(t).mutable_grad().reset();
+  Guard(env, "clearGrad", [&] { const_cast<at::Tensor&>(t).mutable_grad().reset(); });
   return env.Undefined();
 }
 
@@ -476,11 +583,13 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   if (!info[0].IsArray()) ThrowTorchError(env, op, "outputs must be an array of tensors");
   std::vector<at::Tensor> outputs, grads;
   Napi::Array outs = info[0].As<Napi::Array>();
-  for (uint32_t i = 0; i < outs.Length(); i++) outputs.push_back(tt.Get(env, outs[i], op, "output"));
+  for (uint32_t i = 0; i < outs.Length(); i++) outputs.push_back(tt.Get(env, outs[i], op, "output " + std::to_string(i)));
   if (info[1].IsArray()) {
     Napi::Array gs = info[1].As<Napi::Array>();
     if (gs.Length() != outs.Length()) ThrowTorchError(env, op, "one gradient per output is needed");
-    for (uint32_t i = 0; i < gs.Length(); i++) grads.push_back(tt.Get(env, gs[i], op, "gradient"));
+    for (uint32_t i = 0; i < gs.Length(); i++) grads.push_back(tt.Get(env, gs[i], op, "gradient " + std::to_string(i)));
+  } else if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    ThrowTorchError(env, op, "gradients must be an array of tensors or null");
   }
   bool retain = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
   Guard(env, op, [&] { torch::autograd::backward(outputs, grads, retain); });
@@ -497,9 +606,22 @@ Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
 
 uint64_t SeedArg(Napi::Env env, const Napi::Value& v, const char* op) {
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-  if (d < 0 || std::floor(d) != d || d > 9.007199254740991e15)
+  if (!(d >= 0 && std::floor(d) == d && d <= 9.007199254740991e15))
     ThrowTorchError(env, op, "seed must be a non-negative safe integer");
   return uint64_t(d);
+}
+
+c10::Device DeviceArg(Napi::Env env, const Napi::Value& v, const char* op) {
+  if (!v.IsString()) ThrowTorchError(env, op, std::string("device must be a string, got ") + JsTypeName(v));
+  std::string d = v.As<Napi::String>();
+  return Guard(env, op, [&] { return c10::Device(d); });
+}
+
+at::Generator& GeneratorArg(Napi::Env env, const Napi::Value& v, const char* op) {
+  State& st = GetState(env);
+  int64_t g = v.IsNumber() ? v.As<Napi::Number>().Int64Value() : -1;
+  if (g < 0 || g >= int64_t(st.generators.size())) ThrowTorchError(env, op, "not a generator handle");
+  return st.generators[g];
 }
 
 Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
@@ -509,12 +631,65 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// newGenerator(seed) -> handle of a CPU generator for the *.generator op overloads.
+// newGenerator(seed, device) -> handle of a new generator of the device's kind (Philox on CUDA,
+// mt19937 on CPU): a clone of the default one, so no CUDA headers are needed here.
 Napi::Value NewGenerator(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   State& st = GetState(env);
-  st.generators.push_back(at::make_generator<at::CPUGeneratorImpl>(SeedArg(env, info[0], "generator")));
+  uint64_t seed = SeedArg(env, info[0], "Generator");
+  c10::Device device = info[1].IsUndefined() ? c10::Device(c10::kCPU) : DeviceArg(env, info[1], "Generator");
+  at::Generator g = Guard(env, "Generator", [&] {
+    at::Generator gen = device.is_cpu() ? at::make_generator<at::CPUGeneratorImpl>(seed)
+                                        : at::globalContext().defaultGenerator(device).clone();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+    return gen;
+  });
+  st.generators.push_back(std::move(g));
   return Napi::Number::New(env, double(st.generators.size() - 1));
+}
+
+// defaultGenerator(device) -> handle sharing the device's default generator (what manualSeed seeds).
+Napi::Value DefaultGenerator(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  State& st = GetState(env);
+  c10::Device device = DeviceArg(env, info[0], "defaultGenerator");
+  at::Generator g = Guard(env, "defaultGenerator", [&] { return at::globalContext().defaultGenerator(device); });
+  st.generators.push_back(std::move(g));
+  return Napi::Number::New(env, double(st.generators.size() - 1));
+}
+
+// generatorState(g) -> handle of a uint8 CPU tensor: the full RNG state, for checkpoints.
+Napi::Value GeneratorState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  at::Generator& g = GeneratorArg(env, info[0], "Generator.getState");
+  at::Tensor state = Guard(env, "Generator.getState", [&] {
+    std::lock_guard<std::mutex> lock(g.mutex());
+    return g.get_state();
+  });
+  return Napi::Number::New(env, Tensors(env).Put(env, std::move(state)));
+}
+
+Napi::Value SetGeneratorState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  at::Generator& g = GeneratorArg(env, info[0], "Generator.setState");
+  const at::Tensor& state = Tensors(env).Get(env, info[1], "Generator.setState", "state");
+  Guard(env, "Generator.setState", [&] {
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_state(state);
+  });
+  return env.Undefined();
+}
+
+// generatorSeed(g, seed?) -> reseeds when a seed is given; returns the current (initial) seed.
+Napi::Value GeneratorSeed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  at::Generator& g = GeneratorArg(env, info[0], "Generator.manualSeed");
+  bool set = !info[1].IsUndefined();
+  uint64_t seed = set ? SeedArg(env, info[1], "Generator.manualSeed") : 0;
+  std::lock_guard<std::mutex> lock(g.mutex());
+  if (set) Guard(env, "Generator.manualSeed", [&] { g.set_current_seed(seed); });
+  return Napi::Number::New(env, double(g.current_seed()));
 }
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
@@ -525,6 +700,49 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   int n = at::detail::getCUDAHooks().hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0;
   return Napi::Number::New(info.Env(), n);
+}
+
+Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t index = info[0].IsNumber() ? info[0].As<Napi::Number>().Int64Value() : -1;
+  Guard(env, "cuda.synchronize", [&] {
+    if (!at::detail::getCUDAHooks().hasCUDA()) throw std::runtime_error("CUDA is not available");
+    if (index < 0) index = at::detail::getCUDAHooks().current_device();
+    at::detail::getCUDAHooks().deviceSynchronize(index);
+  });
+  return env.Undefined();
+}
+
+// backendFlag(name, value?) -> previous value: TF32, determinism and cuDNN autotuning switches.
+Napi::Value BackendFlag(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowTorchError(env, "backendFlag", "name must be a string");
+  std::string name = info[0].As<Napi::String>();
+  bool set = info[1].IsBoolean();
+  bool v = set && info[1].As<Napi::Boolean>().Value();
+  auto& ctx = at::globalContext();
+  return Guard(env, "backendFlag", [&]() -> Napi::Value {
+    bool prev;
+    if (name == "allowTF32CuBLAS") {
+      prev = ctx.allowTF32CuBLAS();
+      if (set) ctx.setAllowTF32CuBLAS(v);
+    } else if (name == "allowTF32CuDNN") {
+      prev = ctx.allowTF32CuDNN();
+      if (set) ctx.setAllowTF32CuDNN(v);
+    } else if (name == "deterministicAlgorithms") {
+      prev = ctx.deterministicAlgorithms();
+      if (set) ctx.setDeterministicAlgorithms(v, false);
+    } else if (name == "cudnnBenchmark") {
+      prev = ctx.benchmarkCuDNN();
+      if (set) ctx.setBenchmarkCuDNN(v);
+    } else if (name == "cudnnDeterministic") {
+      prev = ctx.deterministicCuDNN();
+      if (set) ctx.setDeterministicCuDNN(v);
+    } else {
+      throw std::runtime_error("unknown flag '" + name + "'");
+    }
+    return Napi::Boolean::New(env, prev);
+  });
 }
 
 // loadLibrary(path): dlopen a library that registers operators (torchvision's _C.so).
@@ -540,9 +758,11 @@ Napi::Value LoadLibrary(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value HasOp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsString()) ThrowTorchError(env, "hasOp", "hasOp(name, overload) expects two strings");
   std::string name = info[0].As<Napi::String>();
   std::string overload = info[1].As<Napi::String>();
-  return Napi::Boolean::New(info.Env(), c10::Dispatcher::singleton().findSchema({name, overload}).has_value());
+  return Napi::Boolean::New(env, c10::Dispatcher::singleton().findSchema({name, overload}).has_value());
 }
 
 Napi::Value Version(const Napi::CallbackInfo& info) {
@@ -566,9 +786,33 @@ Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// LibTorch's "Could not run X with arguments from the Y backend" goes on to list every dispatch
+// key; the first sentence is the whole story for a user.
+std::string Shorten(const std::string& message) {
+  if (message.rfind("Could not run", 0) == 0) {
+    size_t end = message.find(". ");
+    if (end != std::string::npos)
+      return message.substr(0, end + 1) + " The operator has no kernel for that device or dtype in this LibTorch.";
+  }
+  return message;
+}
+
 }  // namespace
 
 // ---- TensorTable ----
+
+// V8 hears about tensor memory in steps of this size: one call per tiny tensor would cost more
+// than the op, and the backstop only needs megabyte precision.
+constexpr int64_t kExternalStep = 1 << 20;
+
+void TensorTable::Account(Napi::Env env, int64_t delta) {
+  bytes_total_ += delta;
+  pending_ += delta;
+  if (pending_ >= kExternalStep || pending_ <= -kExternalStep) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, pending_);
+    pending_ = 0;
+  }
+}
 
 int32_t TensorTable::Put(Napi::Env env, at::Tensor t) {
   int64_t bytes = t.has_storage() ? int64_t(t.storage().nbytes()) : 0;
@@ -585,23 +829,22 @@ int32_t TensorTable::Put(Napi::Env env, at::Tensor t) {
   }
   live_++;
   // Lets V8 see tensor memory, so finalizers run before an undisposed program exhausts the host.
-  if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  if (bytes) Account(env, bytes);
   return id;
 }
 
 const at::Tensor& TensorTable::Get(Napi::Env env, const Napi::Value& v, const char* op,
                                    const std::string& what) {
   int32_t id = v.IsNumber() ? v.As<Napi::Number>().Int32Value() : -2;
+  if (const at::Tensor* t = Find(id)) return *t;
   if (id == -1) ThrowTorchError(env, op, what + " is a disposed tensor");
-  if (id < 0 || id >= int32_t(slots_.size()) || !slots_[id].defined())
-    ThrowTorchError(env, op, what + " is not a live tensor handle");
-  return slots_[id];
+  ThrowTorchError(env, op, what + " is not a live tensor handle");
 }
 
 void TensorTable::Free(Napi::Env env, int32_t id) {
   if (id < 0 || id >= int32_t(slots_.size()) || !slots_[id].defined()) return;
   slots_[id].reset();
-  if (bytes_[id]) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes_[id]);
+  if (bytes_[id]) Account(env, -bytes_[id]);
   free_.push_back(id);
   live_--;
 }
@@ -611,17 +854,20 @@ void TensorTable::Clear() {
   bytes_.clear();
   free_.clear();
   live_ = 0;
+  bytes_total_ = 0;
+  pending_ = 0;
 }
 
 TensorTable& Tensors(Napi::Env env) { return GetState(env).tensors; }
 
 void ThrowTorchError(Napi::Env env, const std::string& op, const std::string& message) {
   State* st = env.GetInstanceData<State>();
+  std::string text = Shorten(message);
   if (st && !st->torchError.IsEmpty()) {
-    Napi::Object err = st->torchError.New({Napi::String::New(env, message), Napi::String::New(env, op)});
+    Napi::Object err = st->torchError.New({Napi::String::New(env, text), Napi::String::New(env, op)});
     throw Napi::Error(env, err);
   }
-  throw Napi::Error::New(env, op + ": " + message);
+  throw Napi::Error::New(env, op + ": " + text);
 }
 
 void InitTensor(Napi::Env env, Napi::Object exports) {
@@ -631,6 +877,7 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
     exports.Set(name, Napi::Function::New(env, cb, name));
   };
   fn("op", Op);
+  fn("opInfo", OpInfoJs);
   fn("call", Call);
   fn("hasOp", HasOp);
   fn("fromBuffer", FromBuffer);
@@ -638,7 +885,9 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
   fn("item", Item);
   fn("meta", Meta);
   fn("free", Free);
+  fn("dup", Dup);
   fn("liveCount", LiveCount);
+  fn("liveBytes", LiveBytes);
   fn("setRequiresGrad", SetRequiresGrad);
   fn("grad", Grad);
   fn("clearGrad", ClearGrad);
@@ -646,8 +895,14 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
   fn("setGradEnabled", SetGradEnabled);
   fn("manualSeed", ManualSeed);
   fn("newGenerator", NewGenerator);
+  fn("defaultGenerator", DefaultGenerator);
+  fn("generatorState", GeneratorState);
+  fn("setGeneratorState", SetGeneratorState);
+  fn("generatorSeed", GeneratorSeed);
   fn("setNumThreads", SetNumThreads);
   fn("cudaDeviceCount", CudaDeviceCount);
+  fn("cudaSynchronize", CudaSynchronize);
+  fn("backendFlag", BackendFlag);
   fn("loadLibrary", LoadLibrary);
   fn("version", Version);
   fn("setErrorClass", SetErrorClass);

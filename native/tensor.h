@@ -18,15 +18,24 @@ class TensorTable {
   int32_t Put(Napi::Env env, at::Tensor t);
   // Throws a TorchError naming `what` when the handle is not a live tensor.
   const at::Tensor& Get(Napi::Env env, const Napi::Value& v, const char* op, const std::string& what);
+  // The live tensor behind a handle, or nullptr: the allocation-free check of the hot path.
+  const at::Tensor* Find(int32_t id) const {
+    return id >= 0 && id < int32_t(slots_.size()) && slots_[id].defined() ? &slots_[id] : nullptr;
+  }
   void Free(Napi::Env env, int32_t id);
   size_t Live() const { return live_; }
+  int64_t Bytes() const { return bytes_total_; }
   void Clear();
 
  private:
+  void Account(Napi::Env env, int64_t delta);
+
   std::vector<at::Tensor> slots_;
   std::vector<int64_t> bytes_;
   std::vector<int32_t> free_;
   size_t live_ = 0;
+  int64_t bytes_total_ = 0;
+  int64_t pending_ = 0;  // bytes not yet reported to V8
 };
 
 TensorTable& Tensors(Napi::Env env);

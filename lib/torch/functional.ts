@@ -2,13 +2,15 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { native } from './native';
-import { DType, Device, TypedArray, checkDevice, dtypeCode, dtypeOfArray } from './dtype';
-import { Generator, Tensor, TorchError, op, w, ws } from './tensor';
+import { DType, Device, TypedArray, dtypeCode, dtypeOfArray } from './dtype';
+import { Generator, Tensor, TorchError, cudaDeviceCount, op, resolveDevice, w, ws } from './tensor';
 import { tidy } from './scope';
 
 const O = {
   zeros: op('aten::zeros'), ones: op('aten::ones'), full: op('aten::full'), empty: op('aten::empty', 'memory_format'),
-  arange: op('aten::arange', 'start_step'), rand: op('aten::rand'), randG: op('aten::rand', 'generator'),
+  zerosLike: op('aten::zeros_like'), onesLike: op('aten::ones_like'), fullLike: op('aten::full_like'), emptyLike: op('aten::empty_like'),
+  arange: op('aten::arange', 'start_step'), linspace: op('aten::linspace'), eye: op('aten::eye'),
+  rand: op('aten::rand'), randG: op('aten::rand', 'generator'),
   randn: op('aten::randn'), randnG: op('aten::randn', 'generator'),
   randint: op('aten::randint', 'low'), randintG: op('aten::randint', 'low_generator'),
   randperm: op('aten::randperm'), randpermG: op('aten::randperm', 'generator'),
@@ -16,101 +18,200 @@ const O = {
   maxPool2d: op('aten::max_pool2d'), avgPool2d: op('aten::avg_pool2d'), adaptiveAvgPool2d: op('aten::adaptive_avg_pool2d'),
   nearest: op('aten::upsample_nearest2d', 'vec'), bilinear: op('aten::upsample_bilinear2d', 'vec'),
   bilinearAA: op('aten::_upsample_bilinear2d_aa', 'vec'), pad: op('aten::pad'),
-  cosineSimilarity: op('aten::cosine_similarity'), roiAlign: op('torchvision::roi_align'),
-  foreachAdd_: op('aten::_foreach_add_', 'List'), foreachAddS_: op('aten::_foreach_add_', 'Scalar'),
-  foreachMul_: op('aten::_foreach_mul_', 'List'), foreachMulS_: op('aten::_foreach_mul_', 'Scalar'),
-  foreachMulSL_: op('aten::_foreach_mul_', 'ScalarList'), foreachAddcmul_: op('aten::_foreach_addcmul_', 'Scalar'),
-  foreachNorm: op('aten::_foreach_norm', 'Scalar'), foreachZero_: op('aten::_foreach_zero_'),
+  cosineSimilarity: op('aten::cosine_similarity'), crossEntropy: op('aten::cross_entropy_loss'),
+  roiAlign: op('torchvision::roi_align'),
+  foreachAdd_: op('aten::_foreach_add_', 'List'), foreachAddS_: op('aten::_foreach_add_', 'Scalar'), foreachAddSL_: op('aten::_foreach_add_', 'ScalarList'),
+  foreachSub_: op('aten::_foreach_sub_', 'List'), foreachSubS_: op('aten::_foreach_sub_', 'Scalar'),
+  foreachMul_: op('aten::_foreach_mul_', 'List'), foreachMulS_: op('aten::_foreach_mul_', 'Scalar'), foreachMulSL_: op('aten::_foreach_mul_', 'ScalarList'),
+  foreachDiv_: op('aten::_foreach_div_', 'List'), foreachDivS_: op('aten::_foreach_div_', 'Scalar'), foreachDivSL_: op('aten::_foreach_div_', 'ScalarList'),
+  foreachAddcmul_: op('aten::_foreach_addcmul_', 'Scalar'), foreachAddcdiv_: op('aten::_foreach_addcdiv_', 'Scalar'),
+  foreachSqrt: op('aten::_foreach_sqrt'), foreachNorm: op('aten::_foreach_norm', 'Scalar'), foreachZero_: op('aten::_foreach_zero_'),
+  foreachLerp_: op('aten::_foreach_lerp_', 'Scalar'),
 };
 
 export interface TensorOptions { dtype?: DType; device?: Device; requiresGrad?: boolean; pinMemory?: boolean }
 
-function opts(o: TensorOptions): [number | null, null, string | null, boolean | null] {
-  return [o.dtype ? dtypeCode[o.dtype] : null, null, o.device ? checkDevice(o.device) : null, o.pinMemory ?? null];
+function dtypeArg(d: DType | undefined, opName: string): number | null {
+  if (d === undefined) return null;
+  const code = dtypeCode[d];
+  if (code === undefined) throw new TorchError(`unknown dtype '${d}'`, opName);
+  return code;
+}
+
+function pinArg(pin: boolean | undefined, opName: string): boolean | null {
+  if (pin && cudaDeviceCount() === 0)
+    throw new TorchError('pinned memory needs CUDA, and cuda.isAvailable() is false here; leave pinMemory off on CPU-only machines', opName);
+  return pin ?? null;
+}
+
+/** The trailing (dtype, layout, device, pin_memory) arguments of LibTorch's factory ops. */
+function opts(o: TensorOptions, opName: string): [number | null, null, string | null, boolean | null] {
+  return [dtypeArg(o.dtype, opName), null, o.device ? resolveDevice(o.device, opName) : null, pinArg(o.pinMemory, opName)];
 }
 
 function finish(t: Tensor, o: TensorOptions): Tensor {
   return o.requiresGrad ? t.requiresGrad_(true) : t;
 }
 
-export function zeros(shape: number[], o: TensorOptions = {}): Tensor { return finish(w(native.call(O.zeros(), shape, ...opts(o))), o); }
-export function ones(shape: number[], o: TensorOptions = {}): Tensor { return finish(w(native.call(O.ones(), shape, ...opts(o))), o); }
-export function empty(shape: number[], o: TensorOptions = {}): Tensor { return finish(w(native.call(O.empty(), shape, ...opts(o))), o); }
-export function full(shape: number[], value: number | boolean, o: TensorOptions = {}): Tensor { return finish(w(native.call(O.full(), shape, value, ...opts(o))), o); }
-/** Values in [start, end) with step; integer arguments give int64 as in PyTorch. */
+export function zeros(shape: number[], o: TensorOptions = {}): Tensor { return finish(w(native.call(O.zeros(), shape, ...opts(o, 'zeros'))), o); }
+export function ones(shape: number[], o: TensorOptions = {}): Tensor { return finish(w(native.call(O.ones(), shape, ...opts(o, 'ones'))), o); }
+/** Uninitialised memory. */
+export function empty(shape: number[], o: TensorOptions = {}): Tensor { return finish(w(native.call(O.empty(), shape, ...opts(o, 'empty'))), o); }
+/**
+ * Filled with value. dtype defaults to float32 (bool for a boolean): JS cannot tell 1 from 1.0,
+ * so PyTorch's integer inference would turn full([2], 1) into int64 by surprise.
+ */
+export function full(shape: number[], value: number | boolean, o: TensorOptions = {}): Tensor {
+  const dtype = o.dtype ?? (typeof value === 'boolean' ? 'bool' : 'float32');
+  return finish(w(native.call(O.full(), shape, value, ...opts({ ...o, dtype }, 'full'))), o);
+}
+/** Same shape (and, unless given, dtype and device) as t. */
+export function zerosLike(t: Tensor, o: TensorOptions = {}): Tensor { return finish(w(native.call(O.zerosLike(), t.id, ...opts(o, 'zeros_like'))), o); }
+export function onesLike(t: Tensor, o: TensorOptions = {}): Tensor { return finish(w(native.call(O.onesLike(), t.id, ...opts(o, 'ones_like'))), o); }
+export function emptyLike(t: Tensor, o: TensorOptions = {}): Tensor { return finish(w(native.call(O.emptyLike(), t.id, ...opts(o, 'empty_like'))), o); }
+export function fullLike(t: Tensor, value: number | boolean, o: TensorOptions = {}): Tensor { return finish(w(native.call(O.fullLike(), t.id, value, ...opts(o, 'full_like'))), o); }
+/** Values in [start, end) with step; all-integer arguments give int64 as in PyTorch (pass dtype for floats). */
 export function arange(start: number, end?: number, step = 1, o: TensorOptions = {}): Tensor {
   if (end === undefined) [start, end] = [0, start];
-  return finish(w(native.call(O.arange(), start, end, step, ...opts(o))), o);
+  return finish(w(native.call(O.arange(), start, end, step, ...opts(o, 'arange'))), o);
 }
-export function rand(shape: number[], o: TensorOptions & { generator?: Generator } = {}): Tensor {
-  return finish(w(o.generator ? native.call(O.randG(), shape, o.generator.id, ...opts(o)) : native.call(O.rand(), shape, ...opts(o))), o);
+/** `steps` evenly spaced values from start to end inclusive (float32 unless dtype says otherwise). */
+export function linspace(start: number, end: number, steps: number, o: TensorOptions = {}): Tensor {
+  return finish(w(native.call(O.linspace(), start, end, steps, ...opts({ dtype: 'float32', ...o }, 'linspace'))), o);
 }
-export function randn(shape: number[], o: TensorOptions & { generator?: Generator } = {}): Tensor {
-  return finish(w(o.generator ? native.call(O.randnG(), shape, o.generator.id, ...opts(o)) : native.call(O.randn(), shape, ...opts(o))), o);
+export function eye(n: number, o: TensorOptions = {}): Tensor { return finish(w(native.call(O.eye(), n, ...opts(o, 'eye'))), o); }
+
+type RandomOptions = TensorOptions & { generator?: Generator };
+
+/** Uniform in [0, 1). With a generator: that generator's stream (its device must match). */
+export function rand(shape: number[], o: RandomOptions = {}): Tensor {
+  return finish(w(o.generator ? native.call(O.randG(), shape, o.generator.id, ...opts(o, 'rand')) : native.call(O.rand(), shape, ...opts(o, 'rand'))), o);
 }
-/** Integers in [low, high). */
-export function randint(low: number, high: number, shape: number[], o: TensorOptions & { generator?: Generator } = {}): Tensor {
-  return w(o.generator ? native.call(O.randintG(), low, high, shape, o.generator.id, ...opts(o)) : native.call(O.randint(), low, high, shape, ...opts(o)));
+export function randn(shape: number[], o: RandomOptions = {}): Tensor {
+  return finish(w(o.generator ? native.call(O.randnG(), shape, o.generator.id, ...opts(o, 'randn')) : native.call(O.randn(), shape, ...opts(o, 'randn'))), o);
 }
-export function randperm(n: number, o: TensorOptions & { generator?: Generator } = {}): Tensor {
-  return w(o.generator ? native.call(O.randpermG(), n, o.generator.id, ...opts(o)) : native.call(O.randperm(), n, ...opts(o)));
+/** Integers in [low, high), int64 unless dtype says otherwise. */
+export function randint(low: number, high: number, shape: number[], o: RandomOptions = {}): Tensor {
+  const a = opts({ dtype: 'int64', ...o }, 'randint');
+  return w(o.generator ? native.call(O.randintG(), low, high, shape, o.generator.id, ...a) : native.call(O.randint(), low, high, shape, ...a));
+}
+/** A random permutation of 0..n-1 (int64). */
+export function randperm(n: number, o: RandomOptions = {}): Tensor {
+  const a = opts({ dtype: 'int64', ...o }, 'randperm');
+  return w(o.generator ? native.call(O.randpermG(), n, o.generator.id, ...a) : native.call(O.randperm(), n, ...a));
 }
 
 type Nested = number | boolean | Nested[];
 
 function flattenNested(data: Nested, shape: number[], out: number[], depth: number): void {
   if (!Array.isArray(data)) {
-    if (depth !== shape.length) throw new TypeError('tensor(): ragged nested array');
-    out.push(Number(data));
+    if (depth !== shape.length) throw new TorchError('ragged nested array (sub-arrays of different lengths or depths)', 'tensor');
+    if (typeof data === 'number') out.push(data);
+    else if (typeof data === 'boolean') out.push(data ? 1 : 0);
+    else throw new TorchError(`nested arrays may hold numbers and booleans only, got ${data === null ? 'null' : typeof data}`, 'tensor');
     return;
   }
-  if (depth === shape.length) shape.push(data.length);
-  else if (shape[depth] !== data.length) throw new TypeError('tensor(): ragged nested array');
+  if (depth === shape.length) {
+    if (out.length > 0) throw new TorchError('ragged nested array (sub-arrays of different lengths or depths)', 'tensor');
+    shape.push(data.length);
+  } else if (depth > shape.length || shape[depth] !== data.length) {
+    throw new TorchError('ragged nested array (sub-arrays of different lengths or depths)', 'tensor');
+  }
   for (const d of data) flattenNested(d, shape, out, depth + 1);
 }
 
+function typedFrom(flat: number[], dtype: DType): TypedArray | null {
+  switch (dtype) {
+    case 'float32': return Float32Array.from(flat);
+    case 'float64': return Float64Array.from(flat);
+    case 'int64': return BigInt64Array.from(flat, (v) => {
+      if (!Number.isInteger(v)) throw new TorchError(`int64 tensor from a non-integer ${v}`, 'tensor');
+      return BigInt(v);
+    });
+    case 'int32': return Int32Array.from(flat);
+    case 'uint8': return Uint8Array.from(flat);
+    case 'bool': return Uint8Array.from(flat, (v) => (v !== 0 ? 1 : 0));
+    default: return null;  // half types: converted from float32 by LibTorch (correct rounding)
+  }
+}
+
 /**
- * A CPU tensor copied from a TypedArray (flat, reshaped to `shape` when given) or from nested
- * arrays of numbers (float32 unless dtype says otherwise), then moved to `device`.
+ * A tensor copied from a TypedArray (flat, reshaped to `shape` when given; a Uint16Array needs
+ * dtype float16 or bfloat16 and holds their raw bits) or from nested arrays of numbers/booleans
+ * (float32 unless dtype says otherwise; all-boolean data gives bool). Built on the CPU, then
+ * pinned and/or moved to `device` as asked.
  */
 export function tensor(data: TypedArray | Nested[], o: TensorOptions & { shape?: number[] } = {}): Tensor {
+  const device = o.device ? resolveDevice(o.device, 'tensor') : 'cpu';
+  pinArg(o.pinMemory, 'tensor');
   let t: Tensor;
   if (ArrayBuffer.isView(data)) {
-    const dtype = o.dtype ?? dtypeOfArray(data);
-    if ((dtype === 'float16' || dtype === 'bfloat16') !== (data instanceof Uint16Array) && dtype !== 'bool')
-      throw new TypeError(`tensor(): a ${data.constructor.name} cannot hold ${dtype}`);
+    let dtype: DType;
+    try {
+      dtype = o.dtype ?? dtypeOfArray(data);
+    } catch (e) {
+      throw new TorchError((e as Error).message, 'tensor');
+    }
+    if (dtypeCode[dtype] === undefined) throw new TorchError(`unknown dtype '${dtype}'`, 'tensor');
     t = w(native.fromBuffer(data, o.shape ?? [data.length], dtypeCode[dtype]));
-  } else {
+  } else if (Array.isArray(data)) {
     const shape: number[] = [];
     const flat: number[] = [];
     flattenNested(data, shape, flat, 0);
-    const dtype = o.dtype ?? 'float32';
-    let buf: TypedArray;
-    switch (dtype) {
-      case 'float32': buf = Float32Array.from(flat); break;
-      case 'float64': buf = Float64Array.from(flat); break;
-      case 'int64': buf = BigInt64Array.from(flat, (v) => BigInt(Math.trunc(v))); break;
-      case 'int32': buf = Int32Array.from(flat); break;
-      case 'uint8': case 'bool': buf = Uint8Array.from(flat); break;
-      default: {
-        const f = w(native.fromBuffer(Float32Array.from(flat), o.shape ?? shape, dtypeCode.float32));
-        t = f.to(null, dtype);
-        if (t !== f) f.dispose();
-        return finish(o.device && o.device !== 'cpu' ? t.to(o.device) : t, o);
-      }
+    const allBool = flat.length > 0 && isAllBool(data);
+    const dtype: DType = o.dtype ?? (allBool ? 'bool' : 'float32');
+    if (dtypeCode[dtype] === undefined) throw new TorchError(`unknown dtype '${dtype}'`, 'tensor');
+    const buf = typedFrom(flat, dtype);
+    if (buf) {
+      t = w(native.fromBuffer(buf, o.shape ?? shape, dtypeCode[dtype]));
+    } else {
+      const f = w(native.fromBuffer(Float32Array.from(flat), o.shape ?? shape, dtypeCode.float32));
+      t = f.to(null, dtype);
+      f.dispose();
     }
-    t = w(native.fromBuffer(buf, o.shape ?? shape, dtypeCode[dtype]));
+  } else {
+    throw new TorchError(`data must be a TypedArray or a (nested) array, got ${data === null ? 'null' : typeof data}`, 'tensor');
   }
-  if (o.device && o.device !== 'cpu') {
-    const moved = t.to(o.device, undefined, { nonBlocking: o.pinMemory });
+  if (o.pinMemory) {
+    const pinned = t.pinMemory();
+    t.dispose();
+    t = pinned;
+  }
+  if (device !== 'cpu') {
+    const moved = t.to(device, undefined, { nonBlocking: o.pinMemory });
     t.dispose();
     t = moved;
   }
   return finish(t, o);
 }
 
-/** A 0-dim tensor. */
+function isAllBool(data: Nested): boolean {
+  return Array.isArray(data) ? data.every(isAllBool) : typeof data === 'boolean';
+}
+
+/** A 0-dim tensor (float32 unless dtype says otherwise). */
 export function scalarTensor(v: number, o: TensorOptions = {}): Tensor { return full([], v, { dtype: 'float32', ...o }); }
+
+/**
+ * Calls any LibTorch (or loaded library) operator by schema name, for what the facade does not
+ * wrap: callOp('aten::erf', '', x). Tensors (and arrays of them) are passed as they are; tensor
+ * results come back as Tensors. In-place ops return their first argument.
+ */
+export function callOp(name: string, overload: string, ...args: unknown[]): unknown {
+  const index: number = native.op(name, overload);
+  const [, , kinds, returnsSelf] = native.opInfo(index) as [string, string, string, boolean];
+  const raw = native.call(index, ...args.map((a) => (a instanceof Tensor ? a.id : Array.isArray(a) ? a.map((x) => (x instanceof Tensor ? x.id : x)) : a)));
+  if (returnsSelf) return args[0];
+  const one = (kind: string, v: any): unknown => (kind === 't' ? (v === null ? null : w(v)) : kind === 'T' ? ws(v) : v);
+  if (kinds.length === 0) return undefined;
+  if (kinds.length === 1) return one(kinds, raw);
+  return (raw as unknown[]).map((v, i) => one(kinds[i], v));
+}
+
+/** The schema of an operator, e.g. for error messages and tools. */
+export function opSchema(name: string, overload = ''): string {
+  return native.opInfo(native.op(name, overload))[1];
+}
 
 // ---- nn.functional ----
 
@@ -248,19 +349,70 @@ export function roiAlign(input: Tensor, rois: Tensor, outputSize: Pair, spatialS
   return w(native.call(O.roiAlign(), input.id, rois.id, spatialScale, oh, ow, samplingRatio, aligned));
 }
 
-// ---- multi-tensor ops for optimizers: one call for a whole parameter list ----
-const ids = (ts: Tensor[]): number[] => ts.map((t) => t.id);
-export function foreachAdd_(xs: Tensor[], ys: Tensor[] | number, alpha = 1): void {
-  if (typeof ys === 'number') native.call(O.foreachAddS_(), ids(xs), ys);
-  else native.call(O.foreachAdd_(), ids(xs), ids(ys), alpha);
+/** Softmax along dim. */
+export function softmax(x: Tensor, dim: number): Tensor { return x.softmax(dim); }
+export function logSoftmax(x: Tensor, dim: number): Tensor { return x.logSoftmax(dim); }
+
+/** F.cross_entropy over class logits [N, C] (or [N, C, ...]) and int64 targets. */
+export function crossEntropy(logits: Tensor, target: Tensor, o: { reduction?: 'none' | 'mean' | 'sum'; ignoreIndex?: number; labelSmoothing?: number } = {}): Tensor {
+  const reduction = { none: 0, mean: 1, sum: 2 }[o.reduction ?? 'mean'];
+  if (reduction === undefined) throw new TorchError(`reduction must be 'none', 'mean' or 'sum', got '${o.reduction}'`, 'cross_entropy');
+  return w(native.call(O.crossEntropy(), logits.id, target.id, null, reduction, o.ignoreIndex ?? -100, o.labelSmoothing ?? 0));
 }
+
+// ---- multi-tensor ops for optimizers: one call for a whole parameter list ----
+// LibTorch runs these as fused kernels on CUDA (one launch per chunk of tensors), per tensor on CPU.
+const ids = (ts: Tensor[]): number[] => ts.map((t) => t.id);
+const isNumbers = (v: unknown[]): v is number[] => v.length > 0 && typeof v[0] === 'number';
+
+/** xs[i] += alpha * ys[i]; or xs[i] += ys (a number), or += ys[i] (one number per tensor). */
+export function foreachAdd_(xs: Tensor[], ys: Tensor[] | number | number[], alpha = 1): void {
+  if (typeof ys === 'number') native.call(O.foreachAddS_(), ids(xs), ys * alpha);
+  else if (isNumbers(ys)) native.call(O.foreachAddSL_(), ids(xs), ys.map((v) => v * alpha));
+  else native.call(O.foreachAdd_(), ids(xs), ids(ys as Tensor[]), alpha);
+}
+/** xs[i] -= alpha * ys[i]; or -= a number. */
+export function foreachSub_(xs: Tensor[], ys: Tensor[] | number, alpha = 1): void {
+  if (typeof ys === 'number') native.call(O.foreachSubS_(), ids(xs), ys * alpha);
+  else native.call(O.foreachSub_(), ids(xs), ids(ys), alpha);
+}
+/** xs[i] *= ys[i] (tensors, broadcasting), a number, or one number per tensor. */
 export function foreachMul_(xs: Tensor[], ys: Tensor[] | number | number[]): void {
   if (typeof ys === 'number') native.call(O.foreachMulS_(), ids(xs), ys);
-  else if (ys.length && typeof ys[0] === 'number') native.call(O.foreachMulSL_(), ids(xs), ys);
+  else if (isNumbers(ys)) native.call(O.foreachMulSL_(), ids(xs), ys);
   else native.call(O.foreachMul_(), ids(xs), ids(ys as Tensor[]));
 }
+export function foreachDiv_(xs: Tensor[], ys: Tensor[] | number | number[]): void {
+  if (typeof ys === 'number') native.call(O.foreachDivS_(), ids(xs), ys);
+  else if (isNumbers(ys)) native.call(O.foreachDivSL_(), ids(xs), ys);
+  else native.call(O.foreachDiv_(), ids(xs), ids(ys as Tensor[]));
+}
+/** xs[i] += value * as[i] * bs[i] */
 export function foreachAddcmul_(xs: Tensor[], as: Tensor[], bs: Tensor[], value = 1): void {
   native.call(O.foreachAddcmul_(), ids(xs), ids(as), ids(bs), value);
 }
+/** xs[i] += value * as[i] / bs[i] */
+export function foreachAddcdiv_(xs: Tensor[], as: Tensor[], bs: Tensor[], value = 1): void {
+  native.call(O.foreachAddcdiv_(), ids(xs), ids(as), ids(bs), value);
+}
+let fusedLerp: boolean | undefined;
+/** xs[i] += weight * (ends[i] - xs[i]): the EMA update of a target network. */
+export function foreachLerp_(xs: Tensor[], ends: Tensor[], weight: number): void {
+  // _foreach_lerp_ arrived in PyTorch 2.0; on older LibTorch the same update in two fused steps.
+  fusedLerp ??= native.hasOp('aten::_foreach_lerp_', 'Scalar') as boolean;
+  if (fusedLerp) {
+    native.call(O.foreachLerp_(), ids(xs), ids(ends), weight);
+  } else {
+    native.call(O.foreachMulS_(), ids(xs), 1 - weight);
+    native.call(O.foreachAdd_(), ids(xs), ids(ends), weight);
+  }
+}
+/** dst[i] <- src[i] (no fused op before PyTorch 2.1: one copy_ per tensor). */
+export function foreachCopy_(dst: Tensor[], src: Tensor[]): void {
+  if (dst.length !== src.length) throw new TorchError(`${dst.length} destinations for ${src.length} sources`, 'foreach_copy_');
+  for (let i = 0; i < dst.length; i++) dst[i].copy_(src[i]);
+}
+export function foreachSqrt(xs: Tensor[]): Tensor[] { return ws(native.call(O.foreachSqrt(), ids(xs))); }
+/** The p-norm of each tensor, as 0-dim tensors (stack() them for one vector). */
 export function foreachNorm(xs: Tensor[], p = 2): Tensor[] { return ws(native.call(O.foreachNorm(), ids(xs), p)); }
 export function foreachZero_(xs: Tensor[]): void { native.call(O.foreachZero_(), ids(xs)); }

@@ -2,31 +2,77 @@
 // gigabytes of activations, so tensors are freed explicitly: dispose() one, or tidy(fn) to free
 // everything created inside fn except what it returns. Scopes follow async functions through
 // AsyncLocalStorage, so concurrent async work never frees another task's tensors.
+//
+// The GC backstop (a FinalizationRegistry that frees the handle of a collected wrapper) is only
+// armed for tensors that live outside every scope: registering costs about as much as a tiny op,
+// and a tensor inside a scope is freed by the scope anyway (the scope holds it, so GC cannot).
 import { AsyncLocalStorage } from 'async_hooks';
+import { native } from './native';
 
 export interface Disposable {
   dispose(): void;
   readonly isDisposed: boolean;
 }
 
+/** A tensor-table handle owner (Tensor): what adopt() and the GC backstop need. */
+export interface Owned extends Disposable {
+  readonly id: number;
+  registered: boolean;
+}
+
 interface Scope {
   created: Disposable[];
   kept: Set<Disposable>;
   parent: Scope | undefined;
+  done: boolean;
 }
 
 const storage = new AsyncLocalStorage<Scope>();
+const registry = new FinalizationRegistry<number>((id) => native.free(id));
 
-/** Called by every Tensor constructor. */
+function isOwned(t: Disposable): t is Owned {
+  return typeof (t as Owned).registered === 'boolean';
+}
+
+function arm(t: Disposable): void {
+  if (isOwned(t) && !t.registered && !t.isDisposed) {
+    registry.register(t, t.id, t);
+    t.registered = true;
+  }
+}
+
+/** Called by every Tensor constructor: the current scope owns it, or else the GC backstop. */
+export function adopt(t: Owned): void {
+  const s = storage.getStore();
+  if (s && !s.done) s.created.push(t);
+  else arm(t);
+}
+
+/** Called by Tensor.dispose() before freeing the handle. */
+export function release(t: Owned): void {
+  if (t.registered) {
+    registry.unregister(t);
+    t.registered = false;
+  }
+}
+
+/** Adds any disposable (not only tensors) to the current scope, if there is one. */
 export function track(t: Disposable): void {
   const s = storage.getStore();
-  if (s) s.created.push(t);
+  if (s && !s.done) s.created.push(t);
 }
 
 /** Marks a tensor to survive every enclosing tidy scope (the caller then owns it). */
 export function keep<T extends Disposable>(t: T): T {
-  for (let s = storage.getStore(); s; s = s.parent) s.kept.add(t);
+  const s = storage.getStore();
+  if (!s) return t;
+  for (let p: Scope | undefined = s; p; p = p.parent) p.kept.add(t);
   return t;
+}
+
+/** Whether code runs inside tidy() (for tests and assertions). */
+export function inScope(): boolean {
+  return storage.getStore() !== undefined;
 }
 
 function collect(value: unknown, into: Set<Disposable>, seen: Set<unknown>): void {
@@ -43,24 +89,33 @@ function collect(value: unknown, into: Set<Disposable>, seen: Set<unknown>): voi
 }
 
 function finish(scope: Scope, result: unknown): void {
+  scope.done = true;
   const returned = new Set<Disposable>();
   collect(result, returned, new Set());
+  const parent = scope.parent;
   for (const t of scope.created) {
-    if (returned.has(t) || scope.kept.has(t)) {
-      // A returned tensor belongs to the enclosing scope now, which frees it unless it returns it too.
-      if (scope.parent && !scope.kept.has(t)) scope.parent.created.push(t);
-    } else if (!t.isDisposed) {
+    if (t.isDisposed) continue;
+    const kept = scope.kept.has(t);
+    if (kept || returned.has(t)) {
+      // A returned tensor belongs to the enclosing scope now, which frees it unless it returns it
+      // too; a kept one, or one leaving the outermost scope, belongs to the caller (and the GC).
+      if (parent && !parent.done && !kept) parent.created.push(t);
+      else arm(t);
+    } else {
       t.dispose();
     }
   }
+  scope.created.length = 0;
 }
 
 /**
  * Runs fn and frees every tensor created inside it, except those in its result (found in arrays,
- * Maps and plain objects, at any depth) and those passed to keep(). Nests; fn may be async.
+ * Maps and plain objects, at any depth) and those passed to keep(). Nests; fn may be async (the
+ * scope then ends when its promise settles, and tensors created by concurrent tasks are not
+ * touched).
  */
 export function tidy<R>(fn: () => R): R {
-  const scope: Scope = { created: [], kept: new Set(), parent: storage.getStore() };
+  const scope: Scope = { created: [], kept: new Set(), parent: storage.getStore(), done: false };
   let result: R;
   try {
     result = storage.run(scope, fn);
