@@ -47,11 +47,14 @@ export interface TrainConfig {
   head: boolean;
   /** Table 4 "Scale-aware assignment": pool each box on the FPN level its size selects (false: all on one level). */
   scaleAware: boolean;
+  /** Level (0 = P2 ... 3 = P5) every box is pooled on when scaleAware is false. */
+  singleLevel: number;
   /** Authors' code: pool every box on all four levels and mask the loss (4x head work). */
   poolAllLevels: boolean;
   /** FPN level thresholds on sqrt(w*h) in view pixels: P2 <= t0 < P3 <= t1 < P4 <= t2 < P5. */
   levelThresholds: [number, number, number];
   projectorHidden: number;
+  predictorHidden: number;
   embedDim: number;
   /** Synchronized BatchNorm across processes (multi-GPU only). */
   syncBN: boolean;
@@ -110,8 +113,8 @@ interface Field { kind: Kind; help: string; min?: number; max?: number }
 export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   images: '', proposals: '', out: 'soco-run', device: 'auto', precision: 'auto', seed: 0, workers: 4, prefetch: 2,
   logEvery: 20, checkpointEvery: 1000, keepCheckpoints: 3, resume: 'auto', maxIters: 0,
-  arch: 'fpn', depth: 50, fpn: true, head: true, scaleAware: true, poolAllLevels: false,
-  levelThresholds: [48, 96, 192], projectorHidden: 4096, embedDim: 256, syncBN: true,
+  arch: 'fpn', depth: 50, fpn: true, head: true, scaleAware: true, singleLevel: 0, poolAllLevels: false,
+  levelThresholds: [48, 96, 192], projectorHidden: 4096, predictorHidden: 4096, embedDim: 256, syncBN: true,
   k: 4, proposalSource: 'selective-search', jitter: true, jitterProb: 0.5, jitterRange: 0.1, multiView: true,
   v1Size: 224, v2Size: 224, v3Size: 112, socoStar: false, v4Size: 192, cropScale: [0.5, 1], cropRatio: [3 / 4, 4 / 3],
   cropFromRaw: false, viewLayout: 'paper', keepClipped: false, flipProb: 0.5,
@@ -138,9 +141,11 @@ export const CONFIG_FIELDS: { readonly [K in keyof TrainConfig]: Field } = {
   fpn: { kind: 'bool', help: 'Table 4: pretrain the FPN' },
   head: { kind: 'bool', help: 'Table 4: pretrain the R-CNN head' },
   scaleAware: { kind: 'bool', help: 'Table 4: scale-aware FPN level assignment' },
+  singleLevel: { kind: 'int', min: 0, max: 3, help: 'level (0=P2..3=P5) for every box when scaleAware is false' },
   poolAllLevels: { kind: 'bool', help: "authors' code: pool every box on all levels, mask the loss" },
   levelThresholds: { kind: 'triple', min: 0, help: 'FPN level thresholds on sqrt(w*h), e.g. 48,96,192' },
-  projectorHidden: { kind: 'int', min: 1, help: 'projector/predictor hidden width' },
+  projectorHidden: { kind: 'int', min: 1, help: 'projector hidden width' },
+  predictorHidden: { kind: 'int', min: 1, help: 'predictor hidden width' },
   embedDim: { kind: 'int', min: 1, help: 'embedding width' },
   syncBN: { kind: 'bool', help: 'synchronized BatchNorm across processes' },
   k: { kind: 'int', min: 1, help: 'Table 5(c): proposals per image' },
@@ -181,7 +186,7 @@ export const PRESETS: Record<PresetName, { help: string; apply: (c: TrainConfig)
   official: {
     help: "the authors' code: raw-image crops, independent V3 crop, keep-and-clip, all-level pooling, warmup from lr/100, eta_min 1e-6, their loss averaging",
     apply: (c) => ({
-      cropFromRaw: true, viewLayout: 'official', keepClipped: true, poolAllLevels: c.arch === 'fpn',
+      cropFromRaw: true, viewLayout: 'official', keepClipped: true, poolAllLevels: c.arch === 'fpn' && c.fpn && c.scaleAware,
       warmupStartFactor: 0.01, minLr: 1e-6, lossNormalization: 'authors',
       ...(c.arch === 'c4' ? { cropScale: [0.6, 1] as [number, number] } : {}),
     }),
@@ -361,6 +366,7 @@ export function checkConfig(c: TrainConfig): void {
   if (c.arch === 'c4' && (c.socoStar || c.multiView)) fail('arch c4 uses views V1 and V2 only: set multiView false and socoStar false (preset c4 does)');
   if (c.arch === 'c4' && c.poolAllLevels) fail('poolAllLevels applies to arch fpn only');
   if (!c.fpn && c.poolAllLevels) fail('poolAllLevels needs fpn');
+  if (c.poolAllLevels && !c.scaleAware) fail('poolAllLevels keeps each box on its scale-aware level: it needs scaleAware true');
   if (c.warmupEpochs > c.epochs) fail(`warmupEpochs (${c.warmupEpochs}) exceeds epochs (${c.epochs}): lower it with --warmup-epochs`);
   if (c.minLr > c.baseLr * c.batchSize / 256) fail(`minLr (${c.minLr}) exceeds the peak lr baseLr*batchSize/256 (${c.baseLr * c.batchSize / 256})`);
 }
