@@ -47,7 +47,8 @@ struct OpInfo {
   std::string schema;
   std::vector<ArgSpec> args;
   size_t numReturns;
-  std::string returnKinds;  // per return: 't' tensor, 'T' tensor list, 'v' other (for callOp in JS)
+  std::string argKinds;     // per argument: 't' tensor, 'T' tensor list, 'v' other (for callOp in JS)
+  std::string returnKinds;  // per return, the same letters
   bool returnsSelf;  // in-place op: hand back the caller's own handle instead of a new one
 };
 
@@ -132,32 +133,43 @@ int64_t ToInt(Napi::Env env, const OpInfo& op, const ArgSpec& a, const Napi::Val
   return int64_t(d);
 }
 
-c10::Scalar ToScalar(const Napi::Value& v) {
-  if (v.IsBoolean()) return c10::Scalar(v.As<Napi::Boolean>().Value());
-  double d = v.As<Napi::Number>().DoubleValue();
+c10::Scalar ToScalar(double d) {
   // Integral JS numbers become integer Scalars so integer tensors keep their dtype.
   if (std::nearbyint(d) == d && std::abs(d) < 9.007199254740992e15) return c10::Scalar(int64_t(d));
   return c10::Scalar(d);
 }
 
+// Fast handle lookup: one N-API call for a number, none of the string building of the error path.
+inline const at::Tensor* FindHandle(Napi::Env env, State& st, napi_value v) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return nullptr;
+  int32_t id = int32_t(d);  // not UB: every handle number fits; others fail the equality below
+  if (!(d >= 0 && d < 2147483647.0) || double(id) != d) return nullptr;
+  return st.tensors.Find(id);
+}
+
 const at::Tensor& TensorArg(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a,
                             const Napi::Value& v, int64_t index = -1) {
-  const at::Tensor* t = v.IsNumber() ? st.tensors.Find(v.As<Napi::Number>().Int32Value()) : nullptr;
-  if (t) return *t;
+  if (const at::Tensor* t = FindHandle(env, st, v)) return *t;
   // Slow path: build the message only when there is an error.
   std::string what = "argument '" + a.name + "'" + (index >= 0 ? "[" + std::to_string(index) + "]" : "");
   if (!v.IsNumber()) ThrowArg(env, op, a, (index >= 0 ? "an array holding " : "") + std::string(JsTypeName(v)));
   return st.tensors.Get(env, v, op.name.c_str(), what);
 }
 
+// `missing` is an argument the caller left out (cheaper than materialising undefined).
 c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a,
-                    const Napi::Value& v) {
-  if (v.IsUndefined()) {
+                    const Napi::Value& v, bool missing) {
+  // Hot path first: a live tensor handle needs a single N-API call.
+  if (a.kind == Kind::Tensor && !missing)
+    if (const at::Tensor* t = FindHandle(env, st, v)) return *t;
+  napi_valuetype type = missing ? napi_undefined : v.Type();
+  if (type == napi_undefined) {
     if (a.defaultValue) return *a.defaultValue;
     if (a.optional) return c10::IValue();
     ThrowArg(env, op, a, "nothing (the argument is required)");
   }
-  if (v.IsNull()) {
+  if (type == napi_null) {
     if (a.optional) return c10::IValue();
     ThrowArg(env, op, a, "null");
   }
@@ -180,19 +192,20 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
       return c10::IValue(c);
     }
     case Kind::Float:
-      if (!v.IsNumber()) ThrowArg(env, op, a, JsTypeName(v));
+      if (type != napi_number) ThrowArg(env, op, a, JsTypeName(v));
       return c10::IValue(v.As<Napi::Number>().DoubleValue());
     case Kind::Bool:
-      if (!v.IsBoolean()) ThrowArg(env, op, a, JsTypeName(v));
+      if (type != napi_boolean) ThrowArg(env, op, a, JsTypeName(v));
       return c10::IValue(v.As<Napi::Boolean>().Value());
     case Kind::Scalar:
-      if (!v.IsNumber() && !v.IsBoolean()) ThrowArg(env, op, a, JsTypeName(v));
-      return c10::IValue(ToScalar(v));
+      if (type == napi_number) return c10::IValue(ToScalar(v.As<Napi::Number>().DoubleValue()));
+      if (type == napi_boolean) return c10::IValue(c10::Scalar(v.As<Napi::Boolean>().Value()));
+      ThrowArg(env, op, a, JsTypeName(v));
     case Kind::String:
-      if (!v.IsString()) ThrowArg(env, op, a, JsTypeName(v));
+      if (type != napi_string) ThrowArg(env, op, a, JsTypeName(v));
       return c10::IValue(v.As<Napi::String>().Utf8Value());
     case Kind::Device: {
-      if (!v.IsString()) ThrowArg(env, op, a, JsTypeName(v));
+      if (type != napi_string) ThrowArg(env, op, a, JsTypeName(v));
       std::string d = v.As<Napi::String>().Utf8Value();
       try {
         return c10::IValue(c10::Device(d));
@@ -201,7 +214,7 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
       }
     }
     case Kind::Generator: {
-      if (!v.IsNumber()) ThrowArg(env, op, a, JsTypeName(v));
+      if (type != napi_number) ThrowArg(env, op, a, JsTypeName(v));
       int64_t g = v.As<Napi::Number>().Int64Value();
       if (g < 0 || g >= int64_t(st.generators.size()))
         ThrowTorchError(env, op.name, "argument '" + a.name + "' is not a generator handle");
@@ -210,9 +223,9 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
     default: break;
   }
   // Lists. A bare number where an int[] is expected broadcasts, as in Python (stride=2).
-  if (a.kind == Kind::IntList && v.IsNumber())
+  if (a.kind == Kind::IntList && type == napi_number)
     return c10::IValue(std::vector<int64_t>{ToInt(env, op, a, v, nullptr)});
-  if (!v.IsArray()) ThrowArg(env, op, a, JsTypeName(v));
+  if (type != napi_object || !v.IsArray()) ThrowArg(env, op, a, JsTypeName(v));
   Napi::Array arr = v.As<Napi::Array>();
   uint32_t n = arr.Length();
   switch (a.kind) {
@@ -244,8 +257,9 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
       out.reserve(n);
       for (uint32_t i = 0; i < n; i++) {
         Napi::Value e = arr[i];
-        if (!e.IsNumber() && !e.IsBoolean()) ThrowArg(env, op, a, std::string("an array holding ") + JsTypeName(e));
-        out.push_back(ToScalar(e));
+        if (e.IsBoolean()) out.push_back(c10::Scalar(e.As<Napi::Boolean>().Value()));
+        else if (e.IsNumber()) out.push_back(ToScalar(e.As<Napi::Number>().DoubleValue()));
+        else ThrowArg(env, op, a, std::string("an array holding ") + JsTypeName(e));
       }
       return c10::IValue(out);
     }
@@ -318,12 +332,14 @@ Napi::Value Op(const Napi::CallbackInfo& info) {
   const c10::FunctionSchema& schema = handle->schema();
   std::ostringstream text;
   text << schema;
-  OpInfo op{*handle, key, text.str(), {}, schema.returns().size(), "", false};
+  OpInfo op{*handle, key, text.str(), {}, schema.returns().size(), "", "", false};
   for (const auto& a : schema.arguments()) {
     c10::TypePtr type = a.type();
     bool optional = type->kind() == c10::TypeKind::OptionalType;
     if (optional) type = type->expectRef<c10::OptionalType>().getElementType();
-    op.args.push_back({a.name(), KindOf(type), optional, a.default_value(), a.type()->str()});
+    Kind k = KindOf(type);
+    op.args.push_back({a.name(), k, optional, a.default_value(), a.type()->str()});
+    op.argKinds += k == Kind::Tensor ? 't' : (k == Kind::TensorList || k == Kind::OptTensorList) ? 'T' : 'v';
   }
   for (const auto& r : schema.returns()) {
     Kind k = KindOf(r.type());
@@ -339,18 +355,19 @@ Napi::Value Op(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, index);
 }
 
-// opInfo(index) -> [name, schema, returnKinds, returnsSelf], for the generic callOp in JS.
+// opInfo(index) -> [name, schema, returnKinds, returnsSelf, argKinds], for the generic callOp in JS.
 Napi::Value OpInfoJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   State& st = GetState(env);
   int32_t index = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
   if (index < 0 || index >= int32_t(st.ops.size())) ThrowTorchError(env, "opInfo", "not an index from op()");
   const OpInfo& op = st.ops[index];
-  Napi::Array out = Napi::Array::New(env, 4);
+  Napi::Array out = Napi::Array::New(env, 5);
   out[0u] = Napi::String::New(env, op.name);
   out[1u] = Napi::String::New(env, op.schema);
   out[2u] = Napi::String::New(env, op.returnKinds);
   out[3u] = Napi::Boolean::New(env, op.returnsSelf);
+  out[4u] = Napi::String::New(env, op.argKinds);
   return out;
 }
 
@@ -358,7 +375,8 @@ Napi::Value OpInfoJs(const Napi::CallbackInfo& info) {
 Napi::Value Call(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   State& st = GetState(env);
-  int32_t index = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
+  int32_t index = -1;
+  if (info.Length() == 0 || napi_get_value_int32(env, info[0], &index) != napi_ok) index = -1;
   if (index < 0 || index >= int32_t(st.ops.size()))
     ThrowTorchError(env, "call", "the first argument must be an index from op()");
   const OpInfo& op = st.ops[index];
@@ -374,8 +392,8 @@ Napi::Value Call(const Napi::CallbackInfo& info) {
   } clearOnExit{stack};
   Guard(env, op.name, [&] {
     for (size_t i = 0; i < op.args.size(); i++) {
-      Napi::Value v = i < given ? info[i + 1] : env.Undefined();
-      stack.push_back(Convert(env, st, op, op.args[i], v));
+      bool missing = i >= given;
+      stack.push_back(Convert(env, st, op, op.args[i], missing ? Napi::Value() : info[i + 1], missing));
     }
     op.handle.callBoxed(&stack);
   });
@@ -526,8 +544,9 @@ Napi::Value Meta(const Napi::CallbackInfo& info) {
 
 Napi::Value Free(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) ThrowTorchError(env, "free", "handle must be a number");
-  Tensors(env).Free(env, info[0].As<Napi::Number>().Int32Value());
+  int32_t id;
+  if (napi_get_value_int32(env, info[0], &id) != napi_ok) ThrowTorchError(env, "free", "handle must be a number");
+  Tensors(env).Free(env, id);
   return env.Undefined();
 }
 

@@ -199,8 +199,26 @@ export function scalarTensor(v: number, o: TensorOptions = {}): Tensor { return 
  */
 export function callOp(name: string, overload: string, ...args: unknown[]): unknown {
   const index: number = native.op(name, overload);
-  const [, , kinds, returnsSelf] = native.opInfo(index) as [string, string, string, boolean];
-  const raw = native.call(index, ...args.map((a) => (a instanceof Tensor ? a.id : Array.isArray(a) ? a.map((x) => (x instanceof Tensor ? x.id : x)) : a)));
+  const [key, schema, kinds, returnsSelf, argKinds] = native.opInfo(index) as [string, string, string, boolean, string];
+  // Tensors travel as handle numbers, so a plain number in a tensor slot must not pass for one.
+  const conv = (a: unknown, i: number): unknown => {
+    const k = argKinds[i];
+    if (a instanceof Tensor) {
+      if (k !== 't') throw new TorchError(`argument ${i} is a Tensor, but the schema wants something else: ${schema}`, key);
+      return a.id;
+    }
+    if (k === 't' && a !== null && a !== undefined) throw new TorchError(`argument ${i} must be a Tensor (or null), got ${typeof a}: ${schema}`, key);
+    if (k === 'T') {
+      if (!Array.isArray(a)) throw new TorchError(`argument ${i} must be an array of Tensors: ${schema}`, key);
+      return a.map((x) => {
+        if (x instanceof Tensor) return x.id;
+        if (x === null || x === undefined) return null;
+        throw new TorchError(`argument ${i} must be an array of Tensors, got an element of type ${typeof x}: ${schema}`, key);
+      });
+    }
+    return a;
+  };
+  const raw = native.call(index, ...args.map(conv));
   if (returnsSelf) return args[0];
   const one = (kind: string, v: any): unknown => (kind === 't' ? (v === null ? null : w(v)) : kind === 'T' ? ws(v) : v);
   if (kinds.length === 0) return undefined;

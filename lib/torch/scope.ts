@@ -6,6 +6,9 @@
 // The GC backstop (a FinalizationRegistry that frees the handle of a collected wrapper) is only
 // armed for tensors that live outside every scope: registering costs about as much as a tiny op,
 // and a tensor inside a scope is freed by the scope anyway (the scope holds it, so GC cannot).
+// Outside scopes it is armed at the next microtask checkpoint, not at construction: finalizer
+// callbacks cannot run before the current job ends anyway, and a tensor disposed within the same
+// job (`a.add(b).dispose()`) then never pays for registering.
 import { AsyncLocalStorage } from 'async_hooks';
 import { native } from './native';
 
@@ -34,17 +37,34 @@ function isOwned(t: Disposable): t is Owned {
   return typeof (t as Owned).registered === 'boolean';
 }
 
+let pending: Disposable[] = [];
+let flushQueued = false;
+
+function flush(): void {
+  flushQueued = false;
+  const ts = pending;
+  pending = [];
+  for (const t of ts) {
+    if (isOwned(t) && !t.registered && !t.isDisposed) {
+      registry.register(t, t.id, t);
+      t.registered = true;
+    }
+  }
+}
+
 function arm(t: Disposable): void {
-  if (isOwned(t) && !t.registered && !t.isDisposed) {
-    registry.register(t, t.id, t);
-    t.registered = true;
+  if (!isOwned(t)) return;
+  pending.push(t);
+  if (!flushQueued) {
+    flushQueued = true;
+    queueMicrotask(flush);
   }
 }
 
 /** Called by every Tensor constructor: the current scope owns it, or else the GC backstop. */
 export function adopt(t: Owned): void {
   const s = storage.getStore();
-  if (s && !s.done) s.created.push(t);
+  if (s !== undefined && !s.done) s.created.push(t);
   else arm(t);
 }
 
