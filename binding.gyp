@@ -9,7 +9,8 @@
         "native/addon.cc",
         "native/tensor.cc",
         "native/image.cc",
-        "native/proposals.cc"
+        "native/proposals.cc",
+        "native/dist.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -6,12 +6,14 @@
 namespace soco {
 void InitImage(Napi::Env env, Napi::Object exports);
 void InitProposals(Napi::Env env, Napi::Object exports);
+void InitDist(Napi::Env env, Napi::Object exports);
 }  // namespace soco
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   soco::InitTensor(env, exports);
   soco::InitImage(env, exports);
   soco::InitProposals(env, exports);
+  soco::InitDist(env, exports);
   return exports;
 }
 

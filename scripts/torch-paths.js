@@ -9,10 +9,12 @@ const root = process.env.TORCH_ROOT;
 const inc = root ? path.join(root, 'include') : '/usr/include';
 const lib = root ? path.join(root, 'lib') : null;
 const cuda = lib ? fs.existsSync(path.join(lib, 'libtorch_cuda.so')) : false;
+// c10d's Gloo backend needs gloo's headers: LibTorch's own copy, else Debian's libgloo-dev.
+const gloo = [inc, '/usr/include'].some((d) => fs.existsSync(path.join(d, 'gloo', 'algorithm.h')));
 const what = process.argv[2];
 const out = {
   include: [inc, path.join(inc, 'torch', 'csrc', 'api', 'include')],
-  defines: cuda ? ['SOCO_WITH_CUDA'] : [],
+  defines: [...(cuda ? ['SOCO_WITH_CUDA', 'USE_C10D_NCCL'] : []), ...(gloo ? ['USE_C10D_GLOO'] : [])],
   // Debian builds LibTorch with the C++11 ABI; the pip wheels state theirs in the ABI flag below.
   cflags: [`-D_GLIBCXX_USE_CXX11_ABI=${process.env.TORCH_CXX11_ABI ?? '1'}`],
   libs: [
