@@ -29,10 +29,16 @@ import time
 import numpy as np
 
 
+RESIZE = None  # (w, h): --resize WxH, PIL bilinear (ImageNet-typical 500x375 for projections)
+
+
 def load_rgb(path):
     from PIL import Image
     with Image.open(path) as im:
-        return np.asarray(im.convert('RGB'))
+        im = im.convert('RGB')
+        if RESIZE:
+            im = im.resize(RESIZE, Image.BILINEAR)
+        return np.asarray(im)
 
 
 def region_stats(rgb, labels, n):
@@ -148,7 +154,7 @@ def selective_search(rgb, scale, sigma, min_size):
     return labels, rects, seg_s, n
 
 
-def parse(argv):
+def parse(argv):  # noqa: C901 (flat option loop)
     opts = dict(scale=500.0, sigma=0.9, min_size=10, labels=None)
     files = []
     i = 0
@@ -158,6 +164,9 @@ def parse(argv):
             opts[a[2:]] = float(argv[i + 1]); i += 2
         elif a == '--min-size':
             opts['min_size'] = int(argv[i + 1]); i += 2
+        elif a == '--resize':
+            global RESIZE
+            RESIZE = tuple(int(v) for v in argv[i + 1].split('x')); i += 2
         elif a == '--labels':
             opts['labels'] = argv[i + 1]; i += 2
         else:

@@ -465,14 +465,16 @@ struct Region {
 
 // Sequential left-to-right sum of the intersection, as Python's sum() over a list.
 template <int N>
-inline double intersect(const double* a, const double* b) {
-  double s = 0.0;
+inline double intersect(const double* a, const double* b, double s = 0.0) {
   for (int k = 0; k < N; ++k) s += (b[k] < a[k] ? b[k] : a[k]);
   return s;
 }
 
-inline double similarity(const Region& a, const Region& b, double imsize) {
-  const double colour = intersect<kHC>(a.hc, b.hc);
+// vOnly: the authors' colour histograms, whose H and S parts are always [1, 0, ..., 0]; their
+// intersection sums to exactly 2.0 before the V bins, so starting there is bit-identical.
+inline double similarity(const Region& a, const Region& b, double imsize, bool vOnly) {
+  const double colour = vOnly ? intersect<kColourBins>(a.hc + 2 * kColourBins, b.hc + 2 * kColourBins, 2.0)
+                              : intersect<kHC>(a.hc, b.hc);
   const double texture = intersect<kHT>(a.ht, b.ht);
   const double size = 1.0 - double(a.size + b.size) / imsize;
   const int64_t bb = int64_t(std::max(a.maxX, b.maxX) - std::min(a.minX, b.minX)) *
@@ -576,17 +578,20 @@ inline void groupRegions(const uint8_t* rgb, int W, int H, const std::vector<int
     }
   };
   std::priority_queue<Entry, std::vector<Entry>, Cmp> heap;
-  struct Adj { int other; uint64_t stamp; };
+  struct Adj { int other; uint64_t stamp; double sim; };
   std::vector<std::vector<Adj>> adj(n);
   std::vector<char> alive(n, 1);
   const double imsize = double(N);
   uint64_t stamp = 0;
   for (auto& pr : pairs) {
     const uint64_t s = stamp++;
-    heap.push({similarity(R[pr.first], R[pr.second], imsize), s, pr.first, pr.second});
-    adj[pr.first].push_back({pr.second, s});
-    adj[pr.second].push_back({pr.first, s});
+    const double sim = similarity(R[pr.first], R[pr.second], imsize, !prm.fullHsv);
+    heap.push({sim, s, pr.first, pr.second});
+    adj[pr.first].push_back({pr.second, s, sim});
+    adj[pr.second].push_back({pr.first, s, sim});
   }
+  size_t live = pairs.size();
+  std::vector<std::pair<int, int>>().swap(pairs);
   std::vector<Adj> touched;
   std::vector<int> seenMark;
   while (!heap.empty()) {
@@ -615,16 +620,37 @@ inline void groupRegions(const uint8_t* rgb, int W, int H, const std::vector<int
               [](const Adj& x, const Adj& y) { return x.stamp < y.stamp; });
     adj.emplace_back();
     seenMark.resize(R.size(), -1);
+    live -= touched.size() + 1;  // pairs of i and j, (i, j) itself included
     for (const Adj& a : touched) {
       if (seenMark[a.other] == t) continue;  // second assignment keeps the first position
       seenMark[a.other] = t;
       const uint64_t s = stamp++;
-      heap.push({similarity(R[t], R[a.other], imsize), s, t, a.other});
-      adj[t].push_back({a.other, s});
-      adj[a.other].push_back({t, s});
+      const double sim = similarity(R[t], R[a.other], imsize, !prm.fullHsv);
+      heap.push({sim, s, t, a.other});
+      adj[t].push_back({a.other, s, sim});
+      adj[a.other].push_back({t, s, sim});
+      ++live;
     }
     std::vector<Adj>().swap(adj[i]);
     std::vector<Adj>().swap(adj[j]);
+    // Dead pairs pile up in the heap and the lists (dense box-rule graphs): compact them when
+    // they outnumber the live ones, so heap operations stay on a small, cache-resident heap.
+    if (heap.size() > 2 * live + 4096) {
+      std::vector<Entry> keep;
+      keep.reserve(live);
+      for (int r = 0; r < int(R.size()); ++r) {
+        if (!alive[r]) continue;
+        std::vector<Adj>& l = adj[r];
+        size_t w = 0;
+        for (const Adj& a : l)
+          if (alive[a.other]) {
+            l[w++] = a;
+            if (r < a.other) keep.push_back({a.sim, a.stamp, r, a.other});
+          }
+        l.resize(w);
+      }
+      heap = std::priority_queue<Entry, std::vector<Entry>, Cmp>(Cmp(), std::move(keep));
+    }
   }
 }
 
