@@ -4,7 +4,7 @@
 // per batch on the subset of samples that needs it. Every op reproduces
 // torchvision.transforms.functional (0.14, tensor path) with the same parameters, within 1/255
 // per pixel (test/augment.test.ts checks it on real photos against Debian's torchvision).
-import { Tensor, tensor, tidy, gaussianBlur as blurPerImage } from '../torch';
+import { Tensor, cat, conv2d, empty, pad, tensor, tidy } from '../torch';
 import { op, w } from '../torch/tensor';
 import { native } from '../torch/native';
 import { Rng } from './views_geometry';
@@ -13,12 +13,15 @@ import { Rng } from './views_geometry';
 const O = {
   indexCopy_: op('aten::index_copy_'),
   remainderS: op('aten::remainder', 'Scalar'),
-  fmodS: op('aten::fmod', 'Scalar'),
-  whereSelf: op('aten::where', 'self'),
+  lerp: op('aten::lerp', 'Tensor'),
+  addcmul: op('aten::addcmul'),
 };
 const remainder = (x: Tensor, m: number): Tensor => w(native.call(O.remainderS(), x.id, m));
-const fmod = (x: Tensor, m: number): Tensor => w(native.call(O.fmodS(), x.id, m));
-const where = (c: Tensor, a: Tensor, b: Tensor): Tensor => w(native.call(O.whereSelf(), c.id, a.id, b.id));
+/** start + weight * (end - start), broadcasting. */
+const lerp = (start: Tensor, end: Tensor, weight: Tensor): Tensor => w(native.call(O.lerp(), start.id, end.id, weight.id));
+/** x + value * a * b, broadcasting. */
+const addcmul = (x: Tensor, a: Tensor, b: Tensor, value = 1): Tensor => w(native.call(O.addcmul(), x.id, a.id, b.id, value));
+// LibTorch's CPU `where` is a scalar loop (~10x an add); selections below use 0/1 float masks.
 
 /** Probabilities and ranges of one view's augmentations. */
 export interface ViewAugmentation {
@@ -151,9 +154,9 @@ export function rgbToGrayscale(x: Tensor): Tensor {
   return tidy(() => x.select(1, 0).mul(0.2989).add(x.select(1, 1).mul(0.587)).add(x.select(1, 2).mul(0.114)).unsqueeze(1));
 }
 
-/** torchvision _blend: (f*a + (1-f)*b).clamp(0, 1), f per sample. */
+/** torchvision _blend: (f*a + (1-f)*b).clamp(0, 1), f per sample (as b + f*(a-b): one pass). */
 function blend(a: Tensor, b: Tensor, f: readonly number[], what: string): Tensor {
-  return tidy(() => a.mul(perSample(a, f, what)).add(b.mul(perSample(a, f.map((v) => 1 - v), what))).clamp(0, 1));
+  return tidy(() => lerp(b, a, perSample(a, f, what)).clamp(0, 1));
 }
 
 export function adjustBrightness(x: Tensor, factors: readonly number[]): Tensor {
@@ -188,18 +191,21 @@ export function adjustHue(x: Tensor, factors: readonly number[]): Tensor {
     const g = x.select(1, 1);
     const b = x.select(1, 2);
     const maxc = r.maximum(g).maximum(b);
-    const minc = r.minimum(g).minimum(b);
-    const d = maxc.sub(minc);
-    // torchvision: max == r -> (g-b)/d; else max == g -> 2 + (b-r)/d; else 4 + (r-g)/d. When
-    // d == 0 the numerator is 0 too, and the hue does not matter (the output is V everywhere).
-    const num = where(maxc.eq(r), g.sub(b), where(maxc.eq(g), b.sub(r).add(d, 2), r.sub(g).add(d, 4)));
-    const h = fmod(num.div(d.clampMin(1e-30)).div(6).add(1), 1);
-    const shift = tensor(Float32Array.from(factors), { shape: [n, 1, 1] }).to(x.device, x.dtype);
-    const h6 = remainder(h.add(shift), 1).mul(6).unsqueeze(1);  // [N, 1, H, W]
-    const nc = tensor(Float32Array.from([5, 3, 1]), { shape: [1, 3, 1, 1] }).to(x.device, x.dtype);
-    const k = remainder(h6.add(nc), 6);
+    const d = maxc.sub(r.minimum(g).minimum(b));
+    // 6*h*d as torchvision: max == r -> g-b; else max == g -> 2d + b-r; else 4d + r-g (that
+    // priority). When d == 0 the numerator is 0 too and the hue does not matter (output = V).
+    const isR = maxc.eq(r).to(null, x.dtype);
+    const isG = maxc.eq(g).to(null, x.dtype);
+    const num = r.sub(g).add(d, 4);
+    num.addcmul_(isG, b.sub(r).add(d, 2).sub(num));
+    num.addcmul_(isR, g.sub(b).sub(num));
+    const h6 = num.div(d.clampMin(1e-30)).unsqueeze(1);  // [N, 1, H, W], in [-1, 5]
+    // k = (n_c + 6*((h + f) mod 1)) mod 6 = (n_c + 6 + 6f + h6) mod 6: one pass on 3 channels.
+    const off = new Float32Array(n * 3);
+    for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) off[i * 3 + c] = [5, 3, 1][c] + 6 + 6 * factors[i];
+    const k = remainder(h6.add(tensor(off, { shape: [n, 3, 1, 1] }).to(x.device, x.dtype)), 6);
     const t = k.minimum(k.rsub(4)).clamp(0, 1);
-    return maxc.unsqueeze(1).sub(d.unsqueeze(1).mul(t));
+    return addcmul(maxc.unsqueeze(1), d.unsqueeze(1), t, -1);
   });
 }
 
@@ -208,21 +214,49 @@ export function grayscale3(x: Tensor): Tensor {
   return tidy(() => rgbToGrayscale(x).expand(n, c, h, wd).contiguous());
 }
 
-/** torchvision solarize on float images: where(x >= threshold, 1 - x, x). */
+/** torchvision solarize on float images: where(x >= threshold, 1 - x, x), as x + m*(1 - 2x). */
 export function solarize(x: Tensor, threshold: number): Tensor {
   checkImages(x, 'solarize');
-  return tidy(() => where(x.ge(threshold), x.rsub(1), x));
+  return tidy(() => addcmul(x, x.ge(threshold).to(null, x.dtype), x.mul(-2).add(1)));
 }
 
-/** torchvision gaussian_blur with a square kernel and one sigma per image. */
+/**
+ * torchvision's 1-D Gaussian kernel (exp(-x^2 / 2 sigma^2) on x in [-(k-1)/2, (k-1)/2], summed
+ * to 1), with weights below 1e-20 set to 0: for small sigmas the far taps are float32 denormals,
+ * which make the convolution ~4x slower on x86 for a difference of < 1e-19.
+ */
+export function blurKernel1d(size: number, sigma: number): Float32Array {
+  const k = new Float64Array(size);
+  const half = (size - 1) / 2;
+  let sum = 0;
+  for (let i = 0; i < size; i++) sum += k[i] = Math.exp(-0.5 * ((i - half) / sigma) ** 2);
+  return Float32Array.from(k, (v) => (v / sum < 1e-20 ? 0 : v / sum));
+}
+
+/**
+ * torchvision gaussian_blur with a square kernel and one sigma per image: reflect padding, then
+ * the separable kernel as two depthwise convolutions over all N*3 planes at once (LibTorch's
+ * depthwise convolution is ~4x faster per plane with 12+ groups than with 3).
+ */
 export function gaussianBlur(x: Tensor, kernelSize: number, sigmas: readonly number[]): Tensor {
-  const [n, , h, wd] = checkImages(x, 'gaussianBlur');
+  const [n, c, h, wd] = checkImages(x, 'gaussianBlur');
   if (sigmas.length !== n) throw new RangeError(`gaussianBlur: ${sigmas.length} sigmas for ${n} images`);
+  if (!(kernelSize >= 1 && kernelSize % 2 === 1)) throw new RangeError(`gaussianBlur: kernel size must be odd and positive, got ${kernelSize}`);
   const half = (kernelSize - 1) / 2;
   if (half >= h || half >= wd) throw new RangeError(`gaussianBlur: kernel ${kernelSize} is too large for ${wd}x${h} images (reflect padding)`);
-  // Always one group per image and channel: LibTorch's grouped conv is ~10x faster on the CPU
-  // than its few-channel path, so a single sigma is passed per image too.
-  return blurPerImage(x, kernelSize, sigmas.slice());
+  for (const s of sigmas) if (!(s > 0)) throw new RangeError(`gaussianBlur: sigma must be > 0, got ${s}`);
+  const weights = new Float32Array(n * c * kernelSize);
+  for (let i = 0; i < n; i++) {
+    const k = blurKernel1d(kernelSize, sigmas[i]);
+    for (let j = 0; j < c; j++) weights.set(k, (i * c + j) * kernelSize);
+  }
+  return tidy(() => {
+    const kx = tensor(weights, { shape: [n * c, 1, 1, kernelSize] }).to(x.device, x.dtype);
+    const ky = kx.view(n * c, 1, kernelSize, 1);
+    const planes = pad(x.reshape(1, n * c, h, wd), [half, half, half, half], 'reflect');
+    const groups = n * c;
+    return conv2d(conv2d(planes, kx, null, { groups }), ky, null, { groups }).reshape(n, c, h, wd);
+  });
 }
 
 export function normalize(x: Tensor, mean: readonly number[], std: readonly number[]): Tensor {
@@ -256,8 +290,42 @@ function onSubset(x: Tensor, idx: number[], fn: (sub: Tensor, idx: number[]) => 
  * tensor; x is left untouched.
  */
 export function augment(x: Tensor, params: readonly SampleAugment[], cfg: ViewAugmentation): Tensor {
-  const [n] = checkImages(x, 'augment');
+  const [n, , h, wd] = checkImages(x, 'augment');
   if (params.length !== n) throw new RangeError(`augment: ${params.length} parameter sets for ${n} images`);
+  checkAugmentation(cfg);
+  if (x.device === 'cpu') {
+    cpuMallocWarmup();
+    // On the CPU, a few images at a time keep each op's operands in L2 (measured: hue on 16
+    // images of 224x224 costs 2x per image what it costs on 2-4).
+    const chunk = Math.max(1, Math.round((4 * 224 * 224) / (h * wd)));
+    if (n > chunk) {
+      return tidy(() => {
+        const parts: Tensor[] = [];
+        for (let i = 0; i < n; i += chunk) {
+          const m = Math.min(chunk, n - i);
+          parts.push(augmentBatch(x.narrow(0, i, m), params.slice(i, i + m), cfg));
+        }
+        return cat(parts, 0);
+      });
+    }
+  }
+  return augmentBatch(x, params, cfg);
+}
+
+let mallocWarm = false;
+/**
+ * glibc returns the heap top to the OS whenever more than twice the largest freed mmap()ed block
+ * is free, so image-sized temporaries are page-faulted in again on every op (measured here: 2x
+ * the op's own time in the kernel). Freeing one 30 MB block raises that bound to 60 MB for the
+ * rest of the process (glibc's dynamic mmap threshold); elsewhere it is a harmless allocation.
+ */
+function cpuMallocWarmup(): void {
+  if (mallocWarm) return;
+  mallocWarm = true;
+  empty([(30 << 20) / 4]).dispose();
+}
+
+function augmentBatch(x: Tensor, params: readonly SampleAugment[], cfg: ViewAugmentation): Tensor {
   const pick = (pred: (p: SampleAugment) => boolean): number[] => params.flatMap((p, i) => (pred(p) ? [i] : []));
   return tidy(() => {
     const out = x.to(null, undefined, { copy: true });
