@@ -145,11 +145,12 @@ p.parseAsync(process.argv).catch((e) => { console.error('soco-train: ' + e.messa
       const total = fs.readdirSync(path.join(images, 'a')).length + 5;
       const store = path.join(tmp, 'p.ssp');
 
-      // first run: interrupted with SIGINT after the first progress line
+      // first run: interrupted with SIGINT once the first records are on disk
       const child = spawn(process.execPath, [js, 'proposals', 'generate', '--images', images, '--out', store, '--workers', '2', '--preset', 'official'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let err = '';
       child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-      await new Promise((r) => setTimeout(r, 1500));
+      const t0 = Date.now();
+      while (!(fs.existsSync(store) && fs.statSync(store).size > 1000) && Date.now() - t0 < 30000) await new Promise((r) => setTimeout(r, 20));
       child.kill('SIGINT');
       const code = await new Promise<number | null>((r) => child.on('exit', r));
       assert.match(err, /interrupted/);
