@@ -33,7 +33,7 @@ export interface TrainConfig {
   checkpointEvery: number;
   /** Numbered checkpoints kept besides OUT/last.pth. */
   keepCheckpoints: number;
-  /** 'auto': continue from OUT/last.pth when it exists; 'never': start fresh (refuses a folder with one); or a checkpoint path. */
+  /** 'auto': continue from OUT/last.pth when it exists; 'must': the same but fail without one; 'never': start fresh (refuses a folder with one); or a checkpoint path. */
   resume: string;
   /** Total iterations of the run (schedules included); 0 = epochs x iterations per epoch. */
   maxIters: number;
@@ -134,7 +134,7 @@ export const CONFIG_FIELDS: { readonly [K in keyof TrainConfig]: Field } = {
   logEvery: { kind: 'int', min: 1, help: 'log every N iterations' },
   checkpointEvery: { kind: 'int', min: 0, help: 'checkpoint every N iterations (0: epoch ends only)' },
   keepCheckpoints: { kind: 'int', min: 1, help: 'numbered checkpoints to keep besides last.pth' },
-  resume: { kind: 'string', help: "'auto' (OUT/last.pth if present), 'never', or a checkpoint path" },
+  resume: { kind: 'string', help: "'auto' (OUT/last.pth if present), 'must' (fail without one), 'never' (refuse a folder with one), or a checkpoint path" },
   maxIters: { kind: 'int', min: 0, help: 'total iterations, schedules included (0: epochs x iterations per epoch)' },
   arch: { kind: ['fpn', 'c4'], help: 'R50-FPN or R50-C4 variant' },
   depth: { kind: [18, 34, 50, 101], help: 'ResNet depth' },

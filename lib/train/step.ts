@@ -1,0 +1,68 @@
+// One SoCo training iteration on a batch of views: both networks forward, the symmetric loss,
+// backward, LARS step, target EMA. Everything created inside is freed before it returns.
+import { Tensor, tidy } from '../torch';
+import { SoCoModel, SoCoView } from '../model';
+import { LARS } from './lars';
+import { LossNormalization, ViewPairEmbeddings, normalizedEmbeddingStd, socoLoss } from './loss';
+
+/** A loss pair: indices into the step's views (a = the view whose boxes anchor the pair, usually V1). */
+export interface ViewPair { name: string; a: number; b: number }
+
+/** Standard pairs for views ordered [V1, V2, V3?, V4?]: V1-V2, V1-V3, V1-V4. */
+export function anchorPairs(numViews: number): ViewPair[] {
+  if (numViews < 2) throw new TypeError(`a SoCo step needs at least two views, got ${numViews}`);
+  return Array.from({ length: numViews - 1 }, (_, i) => ({ name: `v1-v${i + 2}`, a: 0, b: i + 1 }));
+}
+
+export interface StepResult {
+  loss: number;
+  pairs: Record<string, number>;
+  /** Collapse monitor on the online embeddings of views[0] (computed when asked). */
+  embeddingStd: number;
+}
+
+export class NonFiniteLossError extends Error {
+  override name = 'NonFiniteLossError';
+  constructor(readonly step: number, readonly value: number, readonly lastCheckpoint: string | null) {
+    super(`loss is ${value} at iteration ${step + 1}: stopping without applying the update. ` +
+      (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}` : 'No checkpoint was written yet') +
+      '. Usual causes: lr too high for the batch size (try a lower --base-lr or longer --warmup-epochs), or fp16 overflow (try --precision bf16 or fp32).');
+  }
+}
+
+export interface StepOptions {
+  lr: number;
+  /** EMA momentum applied after the update. */
+  tau: number;
+  normalization: LossNormalization;
+  /** Compute the embedding std (costs a little; done on logged steps). */
+  measureStd: boolean;
+  /** Iteration index, for the error message. */
+  step: number;
+  lastCheckpoint: string | null;
+}
+
+/**
+ * One iteration. Throws NonFiniteLossError, before touching the weights, when the loss is NaN or
+ * infinite. The loss is read back (one host sync per step), which that check needs anyway.
+ */
+export function trainStep(model: SoCoModel, opt: LARS, views: SoCoView[], pairs: ViewPair[], o: StepOptions): StepResult {
+  return tidy(() => {
+    const out = model.forward(views);
+    const emb: ViewPairEmbeddings[] = pairs.map((p) => {
+      if (!(p.a in out.online) || !(p.b in out.online)) throw new TypeError(`view pair ${p.name} refers to views ${p.a}, ${p.b} of ${views.length}`);
+      return { name: p.name, onlineA: out.online[p.a], targetA: out.target[p.a], onlineB: out.online[p.b], targetB: out.target[p.b] };
+    });
+    const { loss, pairs: parts } = socoLoss(emb, o.normalization);
+    const value = loss.item();
+    if (!Number.isFinite(value)) throw new NonFiniteLossError(o.step, value, o.lastCheckpoint);
+    opt.zeroGrad();
+    loss.backward();
+    opt.step(o.lr);
+    model.updateTarget(o.tau);
+    const pairValues: Record<string, number> = {};
+    for (const p of parts) pairValues[p.name] = p.value.item();
+    const embeddingStd = o.measureStd ? normalizedEmbeddingStd(out.online[0] as Tensor) : NaN;
+    return { loss: value, pairs: pairValues, embeddingStd };
+  });
+}

@@ -1,0 +1,85 @@
+// One training iteration on a small real model: the loss falls on a fixed batch, nothing leaks,
+// the target moves by exactly the EMA of the updated online weights, and a non-finite loss stops
+// before any weight changes.
+import { strict as assert } from 'assert';
+import * as torch from '../lib/torch';
+import { Tensor } from '../lib/torch';
+import { SoCoModel, SoCoView } from '../lib/model';
+import { LARS } from '../lib/train/lars';
+import { NonFiniteLossError, anchorPairs, trainStep } from '../lib/train/step';
+
+function views(seed: number, n: number, k: number, sizes: number[]): SoCoView[] {
+  const g = new torch.Generator(seed);
+  return sizes.map((s) => {
+    const rows: number[][] = [];
+    for (let i = 0; i < n; i++) for (let j = 0; j < k; j++) {
+      const x = ((i * 7 + j * 3) % 5) * s / 10;
+      const y = ((i * 3 + j * 5) % 5) * s / 10;
+      rows.push([i, x, y, x + s / 2, y + s / 2.5]);
+    }
+    return { image: torch.randn([n, 3, s, s], { generator: g }), boxes: torch.tensor(rows) };
+  });
+}
+
+describe('train step', function () {
+  this.timeout(120000);
+  let model: SoCoModel;
+  let opt: LARS;
+  let batch: SoCoView[];
+  before(() => {
+    torch.manualSeed(0);
+    model = new SoCoModel({ depth: 18, projectorHidden: 64, predictorHidden: 64, embedDim: 32 });
+    opt = new LARS([...model.online.namedParameters('online'), ...model.predictor.namedParameters('predictor')]);
+    batch = views(1, 2, 2, [64, 64, 32]);
+  });
+  after(() => {
+    opt.dispose();
+    for (const v of batch) { v.image.dispose(); v.boxes.dispose(); }
+    for (const t of [...model.parameters(), ...model.buffers()]) t.dispose();
+  });
+
+  it('anchor pairs: V1-V2, V1-V3, V1-V4', () => {
+    assert.deepEqual(anchorPairs(4), [{ name: 'v1-v2', a: 0, b: 1 }, { name: 'v1-v3', a: 0, b: 2 }, { name: 'v1-v4', a: 0, b: 3 }]);
+    assert.throws(() => anchorPairs(1), /at least two views/);
+  });
+
+  it('the target becomes tau * target + (1 - tau) * updated online; the loss falls on a fixed batch; no leak', () => {
+    const pairs = anchorPairs(3);
+    const name = 'backbone.bottom_up.stem.conv1.weight';
+    const sd = (m: torch.Tensor): number[] => m.toArray();
+    const losses: number[] = [];
+    // Warm up once so every momentum buffer exists before counting tensors.
+    losses.push(trainStep(model, opt, batch, pairs, { lr: 0.5, tau: 0.99, normalization: 'paper', measureStd: false, step: 0, lastCheckpoint: null }).loss);
+    const live = torch.liveTensors();
+    for (let s = 1; s < 4; s++) {
+      const before = sd(model.target.stateDict()[name]);
+      const r = trainStep(model, opt, batch, pairs, { lr: 0.5, tau: 0.9, normalization: 'paper', measureStd: true, step: s, lastCheckpoint: null });
+      losses.push(r.loss);
+      assert.ok(r.loss >= -8 && r.loss <= 8, `loss ${r.loss} in [-8, 8]`);
+      assert.deepEqual(Object.keys(r.pairs), ['v1-v2', 'v1-v3']);
+      assert.ok(Math.abs(r.pairs['v1-v2'] + r.pairs['v1-v3'] - r.loss) < 1e-5);
+      assert.ok(r.embeddingStd > 0 && r.embeddingStd < 1);
+      const online = sd(model.online.stateDict()[name]);
+      const after = sd(model.target.stateDict()[name]);
+      let worst = 0;
+      after.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - (0.9 * before[i] + 0.1 * online[i]))); });
+      assert.ok(worst < 1e-6, `EMA mismatch ${worst}`);
+    }
+    assert.equal(torch.liveTensors(), live, 'a step leaves no tensor behind');
+    assert.ok(losses[3] < losses[0], `loss falls on a fixed batch: ${losses}`);
+  });
+
+  it('a non-finite loss stops before the update and names the step and the last checkpoint', () => {
+    const bad = views(2, 2, 2, [64, 64, 32]);
+    torch.noGrad(() => bad[1].image.fill_(NaN));
+    const snapshot = model.online.parameters().map((p: Tensor) => p.clone());
+    const target = model.target.parameters().map((p: Tensor) => p.clone());
+    assert.throws(
+      () => trainStep(model, opt, bad, anchorPairs(3), { lr: 0.5, tau: 0.99, normalization: 'paper', measureStd: false, step: 41, lastCheckpoint: '/runs/a/last.pth' }),
+      (e: Error) => e instanceof NonFiniteLossError && /loss is NaN at iteration 42/.test(e.message) && /last good checkpoint is \/runs\/a\/last\.pth/.test(e.message));
+    model.online.parameters().forEach((p: Tensor, i: number) => assert.deepEqual(p.toArray(), snapshot[i].toArray()));
+    model.target.parameters().forEach((p: Tensor, i: number) => assert.deepEqual(p.toArray(), target[i].toArray()));
+    for (const t of [...snapshot, ...target]) t.dispose();
+    for (const v of bad) { v.image.dispose(); v.boxes.dispose(); }
+  });
+});
