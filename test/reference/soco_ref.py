@@ -5,7 +5,7 @@ Written from the paper, RECIPE.md and Detectron2's module layout (parameter name
 Detectron2's, so our Detectron2 export loads with a plain load_state_dict), independently of the
 TypeScript code: multi-level RoIAlign is Detectron2's mask-and-index_put, not our gather.
 
-  soco_ref.py run IN_DIR OUT_DIR   one training-mode step on the inputs of IN_DIR (see run())
+  soco_ref.py run IN OUT [IN OUT ...]     one training-mode step per case (see run())
   soco_ref.py bench IN_DIR THREADS REPS   timing of the same step for bench/model.ts
 
 Tensors travel as "bundles": a directory with manifest.json {name: {dtype, shape, file}} and one
@@ -393,7 +393,9 @@ def bench(in_dir, threads, reps):
 
 if __name__ == '__main__':
     if sys.argv[1] == 'run':
-        run(sys.argv[2], sys.argv[3])
+        # Several cases per process: the torch import is paid once.
+        for i in range(2, len(sys.argv), 2):
+            run(sys.argv[i], sys.argv[i + 1])
     elif sys.argv[1] == 'bench':
         bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:

@@ -39,14 +39,14 @@ export function python(args: string[], timeoutMs = 600_000): string {
   return execFileSync(PYTHON, [SOCO_REF, ...args], { encoding: 'utf8', maxBuffer: 1 << 26, timeout: timeoutMs });
 }
 
-/** max |a - b| / max |b| over the tensor (0 when both are all zero). */
-export function relErr(a: Tensor, b: Tensor): number {
+/** max |a - b| / max(max |b|, floor) over the tensor. */
+export function relErr(a: Tensor, b: Tensor, floor = 0): number {
   if (a.shape.join() !== b.shape.join()) throw new Error(`relErr: shapes [${a.shape}] vs [${b.shape}]`);
   return tidy(() => {
     const af = a.to(null, 'float64');
     const bf = b.to(null, 'float64');
     const diff = af.sub(bf).abs().max().item();
-    const scale = bf.abs().max().item();
+    const scale = Math.max(bf.abs().max().item(), floor);
     return scale === 0 ? diff : diff / scale;
   });
 }
