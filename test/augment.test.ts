@@ -33,7 +33,7 @@ async function photoBatch(size: number, files = PHOTOS): Promise<Tensor> {
 interface Case { name: string; op: string; input: Tensor; ours: Tensor; scale?: readonly number[]; [k: string]: unknown }
 
 function writeF32(file: string, t: Tensor): void {
-  fs.writeFileSync(file, Buffer.from((t.contiguous().toTypedArray() as Float32Array).buffer));
+  fs.writeFileSync(file, Buffer.from((tidy(() => t.contiguous().toTypedArray()) as Float32Array).buffer));
 }
 
 /** Runs the cases through augment_ref.py; returns max |ours - torchvision| per case. */
@@ -57,7 +57,7 @@ function compare(cases: Case[]): Map<string, number> {
     const out = new Map<string, number>();
     for (const c of cases) {
       const ref = new Float32Array(fs.readFileSync(path.join(dir, `${c.name}.f32`)).buffer.slice(0));
-      const ours = c.ours.contiguous().toTypedArray() as Float32Array;
+      const ours = tidy(() => c.ours.contiguous().toTypedArray()) as Float32Array;
       assert.equal(ours.length, ref.length, `${c.name}: size`);
       const [, ch, h, wd] = c.ours.shape;
       let max = 0;

@@ -1,0 +1,318 @@
+// The SoCo data loader: epochs of batches {views, boxes, levels, ids} for one rank.
+//
+// Host stage (prefetched, `prefetch` batches ahead): decode every image of a batch in parallel on
+// the libuv thread pool (lib/data/image.ts), straight to the V1 size (or at full resolution when
+// views crop the raw image), draw the view geometry (lib/data/views_geometry.ts) and the
+// augmentation parameters on the host, and assemble one uint8 batch tensor (pinned on CUDA).
+// Device stage (when the batch is taken): upload, crop/resize the views (lib/data/views.ts),
+// augment (lib/data/augment.ts). On CUDA the device stage only queues kernels.
+//
+// Reproducible: the epoch order comes from (seed, epoch), each image's views from (seed, epoch,
+// image), so the same seed gives the same batches whatever the timing, prefetch depth or thread
+// count. Robust: an unreadable image is logged once, counted and replaced by another image
+// (deterministically); more than maxBadFraction of the data set unreadable stops the run with the
+// list of files. Images without proposals use the whole-image fallback (counted).
+import * as path from 'path';
+import { Tensor, cuda, keep, tensor, tidy } from '../torch';
+import { DecodedImage, decodeImage } from './image';
+import { ProposalRecord, RecordStatus } from './proposal_store';
+import { SampleAugment, ViewAugmentation, augment, byolAugmentation, sampleAugment } from './augment';
+import { Box, GeometryOptions, ImageViews, PAPER_GEOMETRY, Rng, mixSeed, sampleViews } from './views_geometry';
+import { renderViews, rgbTensor, stackRgb, toFloatImages } from './views';
+
+/** What the loader needs of a proposal store (lib/data/proposal_store.ts ProposalStore). */
+export interface ProposalSource {
+  get(key: string): ProposalRecord | undefined;
+}
+
+export interface LoaderOptions {
+  /** Image root; `files` are relative to it and are the proposal store's keys. */
+  root: string;
+  files: readonly string[];
+  /** Proposals per image; null: every image uses the whole-image fallback. */
+  proposals: ProposalSource | null;
+  /** Images per batch on this rank. */
+  batchSize: number;
+  seed: number;
+  rank?: number;
+  worldSize?: number;
+  /** Drop the last incomplete batch (default true: SoCo's batch-norm and LARS want full batches). */
+  dropLast?: boolean;
+  /** Batches prepared ahead on the host (default 2). */
+  prefetch?: number;
+  /** Training device: 'cpu', 'cuda', 'cuda:N' (default 'cpu'). */
+  device?: string;
+  geometry?: GeometryOptions;
+  /** One per view (default BYOL's: byolAugmentation(i)). */
+  augmentations?: ViewAugmentation[];
+  /** Stop when more than this fraction of the data set is unreadable (default 0.01). */
+  maxBadFraction?: number;
+  /** Where warnings go (default console.warn). */
+  log?: (message: string) => void;
+}
+
+/** One batch; a plain object, so tidy() scopes that return it keep its tensors. */
+export interface Batch {
+  epoch: number;
+  /** Batch number within the epoch on this rank. */
+  index: number;
+  /** Per view: [B, 3, h, w] float, augmented and normalised, on the device. */
+  views: Tensor[];
+  /** Per view: [B, K, 4] float32 boxes (x1, y1, x2, y2) in that view's pixels, flips applied. */
+  boxes: Tensor[];
+  /** Per view: [B, K] int64 FPN level (0..3 = P2..P5). */
+  levels: Tensor[];
+  /** [B, K] int64 proposal index per box (-1: fallback box), the same in every view. */
+  ids: Tensor;
+  /** Data set index of each image (after replacement of unreadable ones) and its key. */
+  images: number[];
+  keys: string[];
+  /** Host copies, for pictures and debugging. */
+  geometry: ImageViews[];
+  augment: SampleAugment[][];
+}
+
+/** Frees every tensor of a batch. */
+export function disposeBatch(b: Batch): void {
+  for (const t of [...b.views, ...b.boxes, ...b.levels, b.ids]) t.dispose();
+}
+
+export interface LoaderStats {
+  /** Distinct unreadable files seen so far, with the reason. */
+  unreadable: Map<string, string>;
+  /** Images whose proposals were missing or failed (whole-image fallback). */
+  missingProposals: number;
+  /** Images where no proposal survived the crops (geometry fallback, ids = -1). */
+  fallbacks: number;
+  /** Images delivered. */
+  images: number;
+}
+
+export class LoaderError extends Error {
+  override name = 'LoaderError';
+  constructor(message: string, readonly files: string[] = []) {
+    super(message);
+  }
+}
+
+interface HostSample {
+  index: number;
+  key: string;
+  image: DecodedImage;
+  geometry: ImageViews;
+  augment: SampleAugment[];
+  missingProposals: boolean;
+}
+
+interface HostBatch {
+  epoch: number;
+  index: number;
+  samples: HostSample[];
+  /** uint8 [B, S, S, 3] (paper layout) or one uint8 [H, W, 3] per image (raw crops). */
+  v1?: Tensor;
+  sources?: Tensor[];
+}
+
+const AUGMENT_STREAM = 0x6175;  // separates the augmentation draws from the geometry draws
+const ORDER_STREAM = 0x6f72;
+const REPLACE_STREAM = 0x7265;
+
+export class SoCoLoader {
+  readonly options: Required<Omit<LoaderOptions, 'log'>> & { log: (m: string) => void };
+  readonly stats: LoaderStats = { unreadable: new Map(), missingProposals: 0, fallbacks: 0, images: 0 };
+  private readonly pin: boolean;
+
+  constructor(o: LoaderOptions) {
+    const geometry = o.geometry ?? PAPER_GEOMETRY;
+    const nviews = geometry.arch === 'c4' ? 2 : geometry.socoStar ? 4 : 3;
+    this.options = {
+      root: o.root, files: o.files, proposals: o.proposals, batchSize: o.batchSize, seed: o.seed,
+      rank: o.rank ?? 0, worldSize: o.worldSize ?? 1, dropLast: o.dropLast ?? true, prefetch: o.prefetch ?? 2,
+      device: o.device ?? 'cpu', geometry, augmentations: o.augmentations ?? Array.from({ length: nviews }, (_, i) => byolAugmentation(i)),
+      maxBadFraction: o.maxBadFraction ?? 0.01, log: o.log ?? ((m: string) => console.warn(m)),
+    };
+    const { files, batchSize, rank, worldSize, prefetch, augmentations, maxBadFraction, seed } = this.options;
+    if (!Array.isArray(files) || files.length === 0) throw new LoaderError('loader: files is empty: no images to load');
+    if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new LoaderError(`loader: batchSize must be a positive integer, got ${batchSize}`);
+    if (!(Number.isInteger(worldSize) && worldSize >= 1)) throw new LoaderError(`loader: worldSize must be a positive integer, got ${worldSize}`);
+    if (!(Number.isInteger(rank) && rank >= 0 && rank < worldSize)) throw new LoaderError(`loader: rank must be in [0, ${worldSize}), got ${rank}`);
+    if (!(Number.isInteger(prefetch) && prefetch >= 1)) throw new LoaderError(`loader: prefetch must be a positive integer, got ${prefetch}`);
+    if (!Number.isInteger(seed)) throw new LoaderError(`loader: seed must be an integer, got ${seed}`);
+    if (!(maxBadFraction >= 0 && maxBadFraction < 1)) throw new LoaderError(`loader: maxBadFraction must be in [0, 1), got ${maxBadFraction}`);
+    if (augmentations.length !== nviews)
+      throw new LoaderError(`loader: ${augmentations.length} augmentations for ${nviews} views (${geometry.arch}${geometry.socoStar ? ', SoCo*' : ''})`);
+    if (this.perRank() < batchSize && this.options.dropLast)
+      throw new LoaderError(`loader: ${files.length} images over ${worldSize} rank(s) give ${this.perRank()} per rank, fewer than batchSize ${batchSize}`);
+    this.pin = this.options.device.startsWith('cuda') && cuda.isAvailable();
+  }
+
+  /** Images per rank per epoch (the tail that does not divide evenly is dropped, as torch's
+   * DistributedSampler(drop_last=True) does, so every rank takes the same number of steps). */
+  private perRank(): number {
+    return Math.floor(this.options.files.length / this.options.worldSize);
+  }
+
+  /** Batches per epoch on this rank. */
+  get length(): number {
+    const n = this.perRank();
+    return this.options.dropLast ? Math.floor(n / this.options.batchSize) : Math.ceil(n / this.options.batchSize);
+  }
+
+  /** This rank's data set indices for `epoch`, batched. */
+  plan(epoch: number): number[][] {
+    const { files, seed, rank, worldSize, batchSize, dropLast } = this.options;
+    const rng = new Rng(mixSeed(seed, epoch, ORDER_STREAM));
+    const perm = Array.from({ length: files.length }, (_, i) => i);
+    for (let i = perm.length - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      [perm[i], perm[j]] = [perm[j], perm[i]];
+    }
+    const mine: number[] = [];
+    for (let k = 0; k < this.perRank(); k++) mine.push(perm[k * worldSize + rank]);
+    const batches: number[][] = [];
+    for (let i = 0; i < mine.length; i += batchSize) {
+      const b = mine.slice(i, i + batchSize);
+      if (b.length === batchSize || !dropLast) batches.push(b);
+    }
+    return batches;
+  }
+
+  /** The batches of one epoch; the host stage runs `prefetch` batches ahead. */
+  async *epoch(epoch: number): AsyncGenerator<Batch> {
+    for await (const hb of this.hostBatches(epoch)) yield this.toDevice(hb);
+  }
+
+  /** The host stage alone (decode, geometry, parameters, assembly): what the CPU pays per batch
+   * when the rest runs on the device. Exposed for the benchmark. */
+  async *hostBatches(epoch: number): AsyncGenerator<HostBatch> {
+    const plan = this.plan(epoch);
+    const queue: Promise<HostBatch>[] = [];
+    let next = 0;
+    const fill = (): void => {
+      while (queue.length < this.options.prefetch && next < plan.length) {
+        const p = this.hostBatch(epoch, next, plan[next]);
+        p.catch(() => undefined);  // awaited below; keeps a failing prefetch from being "unhandled"
+        queue.push(p);
+        next++;
+      }
+    };
+    try {
+      fill();
+      while (queue.length) {
+        const hb = await (queue.shift() as Promise<HostBatch>);
+        fill();
+        yield hb;
+      }
+    } finally {
+      // Abandoned early (break, error): free what was prefetched.
+      for (const p of queue) p.then(freeHost, () => undefined);
+    }
+  }
+
+  private async hostBatch(epoch: number, index: number, indices: number[]): Promise<HostBatch> {
+    const samples = await Promise.all(indices.map((i) => this.loadSample(epoch, i)));
+    this.stats.images += samples.length;
+    const hb: HostBatch = { epoch, index, samples };
+    // Kept: the prefetch runs in whatever tidy scope the consumer happened to be in.
+    if (this.options.geometry.cropFromRaw) hb.sources = samples.map((s) => keep(rgbTensor(s.image, this.pin)));
+    else hb.v1 = keep(stackRgb(samples.map((s) => s.image), this.pin));
+    return hb;
+  }
+
+  /** Decodes image i (or its deterministic replacement when unreadable) and draws its views. */
+  private async loadSample(epoch: number, i: number): Promise<HostSample> {
+    const { files, root, seed, geometry } = this.options;
+    let j = i;
+    for (let attempt = 0; ; attempt++) {
+      const key = files[j];
+      const known = this.stats.unreadable.get(key);
+      if (known === undefined) {
+        try {
+          const image = await decodeImage(path.join(root, key),
+            geometry.cropFromRaw ? undefined : { width: geometry.v1Size, height: geometry.v1Size });
+          return this.sample(epoch, i, j, key, image);
+        } catch (e) {
+          this.markUnreadable(key, e instanceof Error ? e.message : String(e));
+        }
+      }
+      if (attempt >= 1000 || this.stats.unreadable.size >= files.length)
+        throw new LoaderError(`loader: no readable replacement found for ${files[i]}`, [...this.stats.unreadable.keys()]);
+      j = new Rng(mixSeed(seed, epoch, i, attempt, REPLACE_STREAM)).int(files.length);
+    }
+  }
+
+  private markUnreadable(key: string, reason: string): void {
+    if (this.stats.unreadable.has(key)) return;
+    this.stats.unreadable.set(key, reason);
+    const n = this.stats.unreadable.size;
+    const total = this.options.files.length;
+    this.options.log(`loader: unreadable image ${key} (${reason}); replaced by another image [${n} unreadable so far]`);
+    if (n > this.options.maxBadFraction * total) {
+      const list = [...this.stats.unreadable].map(([f, r]) => `  ${f}: ${r}`).join('\n');
+      throw new LoaderError(
+        `loader: ${n} of ${total} images (${((100 * n) / total).toFixed(2)}%) are unreadable, more than ` +
+        `${(100 * this.options.maxBadFraction).toFixed(2)}%; fix or remove them:\n${list}`, [...this.stats.unreadable.keys()]);
+    }
+  }
+
+  private sample(epoch: number, i: number, j: number, key: string, image: DecodedImage): HostSample {
+    const { seed, geometry, augmentations } = this.options;
+    const W = image.originalWidth;
+    const H = image.originalHeight;
+    const rec = this.options.proposals?.get(key);
+    const missingProposals = !rec || rec.status !== RecordStatus.Ok;
+    let boxes: Box[] = [];
+    if (rec && !missingProposals) {
+      // Boxes are in the original image's pixels; rescale if the store saw another size.
+      const fx = rec.width > 0 ? W / rec.width : 1;
+      const fy = rec.height > 0 ? H / rec.height : 1;
+      for (let k = 0; k + 3 < rec.boxes.length; k += 4) {
+        const b: Box = [rec.boxes[k] * fx, rec.boxes[k + 1] * fy, Math.min(W, rec.boxes[k + 2] * fx), Math.min(H, rec.boxes[k + 3] * fy)];
+        if (b[2] > b[0] && b[3] > b[1]) boxes.push(b);
+      }
+    }
+    if (missingProposals) this.stats.missingProposals++;
+    const geo = sampleViews(new Rng(mixSeed(seed, epoch, i, j)), W, H, boxes, geometry);
+    if (geo.fallback && !missingProposals) this.stats.fallbacks++;
+    const arng = new Rng(mixSeed(seed, epoch, i, j, AUGMENT_STREAM));
+    const aug = geo.views.map((v, k) => sampleAugment(arng, augmentations[k], v.flip));
+    return { index: j, key, image, geometry: geo, augment: aug, missingProposals };
+  }
+
+  /** The device stage: upload, render the views, augment. */
+  toDevice(hb: HostBatch): Batch {
+    const { device, geometry, augmentations } = this.options;
+    try {
+      return tidy(() => {
+        const geoms = hb.samples.map((s) => s.geometry);
+        const input = hb.v1 ? { v1: toFloatImages(hb.v1, device) } : { sources: (hb.sources as Tensor[]).map((t) => toFloatImages(t, device)) };
+        const raw = renderViews(input, geoms, geometry.v1Size);
+        const views = raw.map((x, v) => augment(x, hb.samples.map((s) => s.augment[v]), augmentations[v]));
+        const b = geoms.length;
+        const k = geometry.k;
+        const boxes = geoms[0].views.map((_, v) => {
+          const flat = new Float32Array(b * k * 4);
+          geoms.forEach((g, i) => g.views[v].boxes.forEach((bx, j) => flat.set(bx, (i * k + j) * 4)));
+          return tensor(flat, { shape: [b, k, 4] }).to(device);
+        });
+        const levels = geoms[0].views.map((_, v) =>
+          tensor(BigInt64Array.from(geoms.flatMap((g) => g.views[v].levels), BigInt), { shape: [b, k] }).to(device));
+        const ids = tensor(BigInt64Array.from(geoms.flatMap((g) => g.ids), BigInt), { shape: [b, k] }).to(device);
+        return {
+          epoch: hb.epoch, index: hb.index, views, boxes, levels, ids,
+          images: hb.samples.map((s) => s.index), keys: hb.samples.map((s) => s.key),
+          geometry: geoms, augment: geoms[0].views.map((_, v) => hb.samples.map((s) => s.augment[v])),
+        };
+      });
+    } finally {
+      freeHost(hb);
+    }
+  }
+}
+
+function freeHost(hb: HostBatch): void {
+  hb.v1?.dispose();
+  for (const t of hb.sources ?? []) t.dispose();
+}
+
+export type { HostBatch };
