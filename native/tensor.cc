@@ -126,7 +126,7 @@ std::string NumberText(double d) {
 
 // Integers must be exact: truncating 2.5 to 2 would silently change shapes and indices.
 int64_t ToInt(Napi::Env env, const OpInfo& op, const ArgSpec& a, const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) ThrowArg(env, op, a, what ? what : JsTypeName(v));
+  if (!v.IsNumber()) ThrowArg(env, op, a, what ? std::string(what) + " " + JsTypeName(v) : std::string(JsTypeName(v)));
   double d = v.As<Napi::Number>().DoubleValue();
   if (!(std::nearbyint(d) == d && std::abs(d) <= 9.007199254740991e15))
     ThrowArg(env, op, a, (what ? std::string(what) + " " : std::string("the number ")) + NumberText(d));
@@ -712,8 +712,15 @@ Napi::Value GeneratorSeed(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  if (info[0].IsNumber()) at::set_num_threads(std::max(1, info[0].As<Napi::Number>().Int32Value()));
-  return Napi::Number::New(info.Env(), at::get_num_threads());
+  Napi::Env env = info.Env();
+  if (!info[0].IsUndefined()) {
+    double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+    // OpenMP would try to start that many threads: bound it instead of letting it abort.
+    if (!(n >= 1 && n <= 4096 && std::floor(n) == n))
+      ThrowTorchError(env, "setNumThreads", "thread count must be an integer in [1, 4096]");
+    at::set_num_threads(int(n));
+  }
+  return Napi::Number::New(env, at::get_num_threads());
 }
 
 Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {

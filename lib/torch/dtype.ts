@@ -31,13 +31,14 @@ export function arrayFor(d: DType, n: number): TypedArray {
   }
 }
 
-export function dtypeOfArray(a: TypedArray): DType {
+export function dtypeOfArray(a: ArrayBufferView): DType {
   if (a instanceof Float32Array) return 'float32';
   if (a instanceof Float64Array) return 'float64';
   if (a instanceof BigInt64Array) return 'int64';
   if (a instanceof Int32Array) return 'int32';
   if (a instanceof Uint8Array) return 'uint8';
-  throw new TypeError('a Uint16Array is ambiguous (float16 or bfloat16): pass dtype');
+  if (a instanceof Uint16Array) throw new TypeError('a Uint16Array is ambiguous (float16 or bfloat16 bits): pass dtype');
+  throw new TypeError(`a ${a.constructor.name} carries no tensor dtype: use Float32Array, Float64Array, BigInt64Array, Int32Array, Uint8Array (uint8/bool) or Uint16Array (float16/bfloat16 bits)`);
 }
 
 /** Devices are strings as in PyTorch: 'cpu', 'cuda', 'cuda:1'. */

@@ -270,12 +270,13 @@ export function adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor {
  * to bilinear downsampling as in torchvision's resize.
  */
 export function interpolate(x: Tensor, o: { size?: Pair; scaleFactor?: Pair; mode?: 'nearest' | 'bilinear'; alignCorners?: boolean; antialias?: boolean }): Tensor {
-  if ((o.size === undefined) === (o.scaleFactor === undefined)) throw new TypeError('interpolate(): give exactly one of size and scaleFactor');
+  if ((o.size === undefined) === (o.scaleFactor === undefined)) throw new TorchError('give exactly one of size and scaleFactor', 'interpolate');
   const size = o.size === undefined ? null : pair(o.size);
   const scale = o.scaleFactor === undefined ? null : pair(o.scaleFactor);
   const mode = o.mode ?? 'nearest';
+  if (mode !== 'nearest' && mode !== 'bilinear') throw new TorchError(`mode must be 'nearest' or 'bilinear', got '${mode}'`, 'interpolate');
   if (mode === 'nearest') {
-    if (o.antialias) throw new TypeError("interpolate(): antialias needs mode 'bilinear'");
+    if (o.antialias) throw new TorchError("antialias needs mode 'bilinear'", 'interpolate');
     return w(native.call(O.nearest(), x.id, size, scale));
   }
   return w(native.call(o.antialias ? O.bilinearAA() : O.bilinear(), x.id, size, o.alignCorners ?? false, scale));
@@ -315,10 +316,12 @@ export function gaussianKernel1d(size: number, sigma: number): Float32Array {
  * image with its own strength.
  */
 export function gaussianBlur(x: Tensor, kernelSize: number, sigma: number | number[]): Tensor {
-  if (kernelSize % 2 !== 1 || kernelSize < 1) throw new TypeError('gaussianBlur(): kernelSize must be odd and positive');
+  if (!Number.isInteger(kernelSize) || kernelSize % 2 !== 1 || kernelSize < 1) throw new TorchError(`kernelSize must be odd and positive, got ${kernelSize}`, 'gaussianBlur');
   const [n, c, h, wd] = x.shape;
   const sigmas = typeof sigma === 'number' ? [sigma] : sigma;
-  if (sigmas.length !== 1 && sigmas.length !== n) throw new TypeError(`gaussianBlur(): ${sigmas.length} sigmas for ${n} images`);
+  if (sigmas.length !== 1 && sigmas.length !== n) throw new TorchError(`${sigmas.length} sigmas for ${n} images`, 'gaussianBlur');
+  if (!sigmas.every((s) => s > 0)) throw new TorchError(`sigma must be positive, got [${sigmas}]`, 'gaussianBlur');
+  if (x.ndim !== 4) throw new TorchError(`input must be NCHW, got shape [${x.shape}]`, 'gaussianBlur');
   const per = sigmas.length > 1;
   const groups = per ? n * c : c;
   const kernels = new Float32Array(groups * kernelSize);
