@@ -15,6 +15,7 @@ import { renderViews } from '../lib/data/views';
 import { ViewAugmentation, byolAugmentation } from '../lib/data/augment';
 import { ImageViews, PAPER_GEOMETRY, Rng, officialGeometry, sampleViews } from '../lib/data/views_geometry';
 import { encodePng, listImages } from '../lib/cli/proposals';
+import { writeViewSheets } from '../lib/cli/views';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const IMAGES = path.join(ROOT, 'test', 'fixtures', 'images');
@@ -292,6 +293,42 @@ describe('loader', function () {
       assert.ok(checked >= 24 && flipped >= 6, `checked ${checked} views, ${flipped} flipped`);
     } finally {
       fs.rmSync(sdir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('soco-train views', function () {
+  it('writes contact sheets: a row per image, V1/V2/V3 side by side', async function () {
+    const dir = tmpdir('sheets');
+    try {
+      const files = listImages(IMAGES);
+      const store = await makeStore(dir, files, ['train/coins.png'], []);
+      store.close();
+      const logs: string[] = [];
+      const warnings: string[] = [];
+      const [log, warn] = [console.log, console.warn];
+      console.log = (...a: unknown[]) => { logs.push(a.join(' ')); };
+      console.warn = (...a: unknown[]) => { warnings.push(a.join(' ')); };
+      let written: string[];
+      try {
+        written = await writeViewSheets({ images: IMAGES, proposals: path.join(dir, 'proposals.store'), out: path.join(dir, 'out'),
+          n: 5, perSheet: 3, seed: 1, epoch: 0, layout: 'paper', device: 'cpu' });
+        // The sheets stop the epoch early and close the store: prefetches in flight must not use it.
+        await new Promise((r) => setTimeout(r, 300));
+      } finally {
+        [console.log, console.warn] = [log, warn];
+      }
+      assert.deepEqual(warnings, []);
+      assert.equal(written.length, 2);
+      const a = await decodeImage(written[0]);
+      const b = await decodeImage(written[1]);
+      assert.deepEqual([a.width, a.height], [8 + 224 + 8 + 224 + 8 + 112 + 8, 22 + 8 + 3 * (224 + 8)]);
+      assert.deepEqual([b.width, b.height], [592, 22 + 8 + 3 * (224 + 8)]);
+      assert.match(logs[logs.length - 1], /views: 6 images/);
+      await assert.rejects(writeViewSheets({ images: path.join(dir, 'nope'), proposals: 'x', out: dir, n: 1, perSheet: 1, seed: 0, epoch: 0, layout: 'paper', device: 'cpu' }),
+        /--images .*nope: not a directory/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

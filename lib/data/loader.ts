@@ -187,10 +187,11 @@ export class SoCoLoader {
   async *hostBatches(epoch: number): AsyncGenerator<HostBatch> {
     const plan = this.plan(epoch);
     const queue: Promise<HostBatch>[] = [];
+    const run = { cancelled: false };
     let next = 0;
     const fill = (): void => {
       while (queue.length < this.options.prefetch && next < plan.length) {
-        const p = this.hostBatch(epoch, next, plan[next]);
+        const p = this.hostBatch(epoch, next, plan[next], run);
         p.catch(() => undefined);  // awaited below; keeps a failing prefetch from being "unhandled"
         queue.push(p);
         next++;
@@ -204,13 +205,16 @@ export class SoCoLoader {
         yield hb;
       }
     } finally {
-      // Abandoned early (break, error): free what was prefetched.
+      // Abandoned early (break, error): prefetches still decoding stop before they touch the
+      // proposals (the caller may close the store) or the statistics; finished ones are freed.
+      run.cancelled = true;
       for (const p of queue) p.then(freeHost, () => undefined);
     }
   }
 
-  private async hostBatch(epoch: number, index: number, indices: number[]): Promise<HostBatch> {
-    const samples = await Promise.all(indices.map((i) => this.loadSample(epoch, i)));
+  private async hostBatch(epoch: number, index: number, indices: number[], run: { cancelled: boolean }): Promise<HostBatch> {
+    const samples = await Promise.all(indices.map((i) => this.loadSample(epoch, i, run)));
+    if (run.cancelled) throw new LoaderError('loader: prefetch cancelled');
     this.stats.images += samples.length;
     const hb: HostBatch = { epoch, index, samples };
     // Kept: the prefetch runs in whatever tidy scope the consumer happened to be in.
@@ -220,20 +224,23 @@ export class SoCoLoader {
   }
 
   /** Decodes image i (or its deterministic replacement when unreadable) and draws its views. */
-  private async loadSample(epoch: number, i: number): Promise<HostSample> {
+  private async loadSample(epoch: number, i: number, run: { cancelled: boolean }): Promise<HostSample> {
     const { files, root, seed, geometry } = this.options;
     let j = i;
     for (let attempt = 0; ; attempt++) {
       const key = files[j];
-      const known = this.stats.unreadable.get(key);
-      if (known === undefined) {
+      if (!this.stats.unreadable.has(key)) {
+        let image: DecodedImage | undefined;
+        let failure = '';
         try {
-          const image = await decodeImage(path.join(root, key),
+          image = await decodeImage(path.join(root, key),
             geometry.cropFromRaw ? undefined : { width: geometry.v1Size, height: geometry.v1Size });
-          return this.sample(epoch, i, j, key, image);
         } catch (e) {
-          this.markUnreadable(key, e instanceof Error ? e.message : String(e));
+          failure = e instanceof Error ? e.message : String(e);
         }
+        if (run.cancelled) throw new LoaderError('loader: prefetch cancelled');
+        if (image) return this.sample(epoch, i, j, key, image);
+        this.markUnreadable(key, failure);
       }
       if (attempt >= 1000 || this.stats.unreadable.size >= files.length)
         throw new LoaderError(`loader: no readable replacement found for ${files[i]}`, [...this.stats.unreadable.keys()]);
