@@ -9,3 +9,5 @@ export { Res5ROIHeads } from './res5_head';
 export { MLP } from './mlp';
 export { SoCoNetwork, SoCoNetworkOptions, PAPER_NETWORK, resolveNetworkOptions } from './encoder';
 export { SoCoModel, SoCoModelOptions, SoCoView, SoCoOutput, checkViews } from './soco';
+export { exportDetectron2, detectron2Config, detectron2Yaml, Detectron2Arch, Detectron2Checkpoint, Detectron2Export } from './export';
+export { detectron2Pickle } from './detectron2_pickle';

@@ -6,6 +6,8 @@ Detectron2's, so our Detectron2 export loads with a plain load_state_dict), inde
 TypeScript code: multi-level RoIAlign is Detectron2's mask-and-index_put, not our gather.
 
   soco_ref.py run IN OUT [IN OUT ...]     one training-mode step per case (see run())
+  soco_ref.py nn IN OUT                   torch.nn layers for test/nn.test.ts (see nn_layers())
+  soco_ref.py check-export TSV FILE...    an export against Detectron2's key/shape list
   soco_ref.py bench IN_DIR THREADS REPS   timing of the same step for bench/model.ts
 
 Tensors travel as "bundles": a directory with manifest.json {name: {dtype, shape, file}} and one
@@ -391,11 +393,97 @@ def bench(in_dir, threads, reps):
     print(times[len(times) // 2])
 
 
+def nn_layers(in_dir, out_dir):
+    """torch.nn layers on the inputs of IN_DIR: Conv2d, Linear, BatchNorm2d/1d (two training steps
+    then eval, momentum 0.1 and None), with gradients of sum(y * g); state-dict key order."""
+    torch.set_num_threads(1)
+    b = read_bundle(in_dir)
+    out = {}
+
+    def grads(y, g, leaves, prefix):
+        (y * g).sum().backward()
+        for n, t in leaves.items():
+            out[f'{prefix}.grad.{n}'] = t.grad
+
+    x = b['conv.x'].requires_grad_()
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(b['conv.weight'])
+        conv.bias.copy_(b['conv.bias'])
+    y = conv(x)
+    out['conv.y'] = y
+    grads(y, b['conv.g'], {'x': x, 'weight': conv.weight, 'bias': conv.bias}, 'conv')
+
+    x = b['linear.x'].requires_grad_()
+    lin = nn.Linear(7, 3)
+    with torch.no_grad():
+        lin.weight.copy_(b['linear.weight'])
+        lin.bias.copy_(b['linear.bias'])
+    y = lin(x)
+    out['linear.y'] = y
+    grads(y, b['linear.g'], {'x': x, 'weight': lin.weight, 'bias': lin.bias}, 'linear')
+
+    for name, make in (('bn2d', lambda: nn.BatchNorm2d(3)), ('bn1d', lambda: nn.BatchNorm1d(4)),
+                       ('bn1d3', lambda: nn.BatchNorm1d(4)), ('bncum', lambda: nn.BatchNorm2d(3, momentum=None))):
+        bn = make()
+        with torch.no_grad():
+            bn.weight.copy_(b[f'{name}.weight'])
+            bn.bias.copy_(b[f'{name}.bias'])
+        bn.train()
+        x1 = b[f'{name}.x1'].requires_grad_()
+        y1 = bn(x1)
+        out[f'{name}.y1'] = y1
+        grads(y1, b[f'{name}.g'], {'x': x1, 'weight': bn.weight, 'bias': bn.bias}, name)
+        bn(b[f'{name}.x2'])
+        bn.eval()
+        out[f'{name}.y3'] = bn(b[f'{name}.x3'])
+        for k, v in bn.state_dict().items():
+            out[f'{name}.state.{k}'] = v
+    write_bundle(out_dir, out)
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
+    with open(os.path.join(out_dir, 'keys.json'), 'w') as f:
+        json.dump({'state': list(seq.state_dict().keys()), 'params': [n for n, _ in seq.named_parameters()]}, f)
+
+
+def check_export(tsv, *files):
+    """Loads each export (.pth with torch.load(weights_only=True), .pkl with Detectron2's
+    pickle.load(encoding='latin1')), checks its keys and shapes against the TSV exactly, and
+    prints JSON {file: {key: [dtype, shape, sum, abs sum]}} for the caller to compare values."""
+    import pickle
+    with open(tsv) as f:
+        expected = {k: json.loads(s) for k, s in (line.rstrip('\n').split('\t') for line in f if line.strip())}
+    report = {}
+    for fn in files:
+        if fn.endswith('.pkl'):
+            with open(fn, 'rb') as f:
+                ckpt = pickle.load(f, encoding='latin1')
+            model = {k: torch.as_tensor(v) for k, v in ckpt['model'].items()}
+            assert all(isinstance(v, np.ndarray) for v in ckpt['model'].values()), 'pkl values must be numpy arrays'
+        else:
+            ckpt = torch.load(fn, map_location='cpu', weights_only=True)
+            model = ckpt['model']
+        assert set(ckpt) == {'model', '__author__', 'matching_heuristics'}, sorted(ckpt)
+        assert ckpt['__author__'] == 'soco-train' and ckpt['matching_heuristics'] is True
+        missing = sorted(set(expected) - set(model))
+        extra = sorted(set(model) - set(expected))
+        shapes = sorted(k for k in expected if k in model and list(model[k].shape) != expected[k])
+        assert not (missing or extra or shapes), f'{fn}: missing {missing[:5]} extra {extra[:5]} shape {shapes[:5]}'
+        for k, v in model.items():
+            want = torch.int64 if k.endswith('num_batches_tracked') else torch.float32
+            assert v.dtype == want, f'{fn}: {k} is {v.dtype}'
+        report[fn] = {k: [str(v.dtype), list(v.shape), float(v.double().sum()), float(v.double().abs().sum())] for k, v in model.items()}
+    print(json.dumps(report))
+
+
 if __name__ == '__main__':
     if sys.argv[1] == 'run':
         # Several cases per process: the torch import is paid once.
         for i in range(2, len(sys.argv), 2):
             run(sys.argv[i], sys.argv[i + 1])
+    elif sys.argv[1] == 'nn':
+        nn_layers(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == 'check-export':
+        check_export(*sys.argv[2:])
     elif sys.argv[1] == 'bench':
         bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
