@@ -568,6 +568,12 @@ Napi::Value LiveBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(Tensors(info.Env()).Bytes()));
 }
 
+// externalMemory() -> the external memory V8 has been told about (ours and everyone's): what
+// drives its GC heuristics, for tests of the backstop.
+Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+}
+
 // ---- autograd ----
 
 Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info) {
@@ -914,6 +920,7 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
   fn("dup", Dup);
   fn("liveCount", LiveCount);
   fn("liveBytes", LiveBytes);
+  fn("externalMemory", ExternalMemory);
   fn("setRequiresGrad", SetRequiresGrad);
   fn("grad", Grad);
   fn("clearGrad", ClearGrad);
