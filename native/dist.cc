@@ -10,6 +10,7 @@
 #include <ATen/ops/batch_norm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/var_mean.h>
@@ -264,7 +265,7 @@ Napi::Value CreateStore(const Napi::CallbackInfo& info) {
         o.port = uint16_t(port);
         o.isServer = server;
         o.numWorkers = size_t(world);
-        o.waitWorkers = server;
+        o.waitWorkers = true;  // every rank counts itself in; the server returns once all have
         o.timeout = timeout;
         try {
           *out = c10::make_intrusive<c10d::TCPStore>(host, o);
@@ -543,9 +544,11 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
 // back). A post hook on each parameter's AccumulateGrad node marks its gradient ready; when every
 // gradient of a bucket is ready, the bucket is flattened and its all-reduce started while backward
 // goes on. Buckets start strictly in index order, so every rank issues the same collectives in the
-// same order whatever its autograd timing. finish() starts what is left (unused parameters count
-// as zeros, as DistributedDataParallel with find_unused_parameters does), waits, and writes the
-// averages back into .grad.
+// same order whatever its autograd timing. finish() starts what is left, waits, and writes the
+// averages back into .grad. A parameter without a gradient on a rank counts as zero there; one
+// without a gradient on every rank keeps none (as DistributedDataParallel with
+// find_unused_parameters), which each bucket learns from one "had a gradient" slot per parameter
+// appended to its buffer, so no extra collective is needed.
 
 struct Reducer;
 
@@ -560,7 +563,9 @@ struct ReadyHook : torch::autograd::FunctionPostHook {
 struct Bucket {
   std::vector<size_t> params;
   std::vector<int64_t> offsets;
+  int64_t numel = 0;  // gradient elements; flat holds numel + params.size() (the used flags)
   at::Tensor flat;
+  bool anyMissing = false;  // some parameter of this bucket had no gradient on this rank
   size_t pending = 0;
   bool launched = false;
   bool overlapped = false;
@@ -599,15 +604,22 @@ struct Reducer : std::enable_shared_from_this<Reducer> {
   // Called with mu held.
   void LaunchBucket(Bucket& b, bool inBackward) {
     at::NoGradGuard ng;
+    std::vector<float> used(b.params.size());
+    b.anyMissing = false;
     for (size_t k = 0; k < b.params.size(); k++) {
       const at::Tensor& p = params[b.params[k]];
       at::Tensor dst = b.flat.narrow(0, b.offsets[k], p.numel());
       const at::Tensor& grad = p.grad();
-      if (grad.defined())
+      used[k] = grad.defined() ? 1.f : 0.f;
+      if (grad.defined()) {
         dst.copy_(grad.reshape(-1));
-      else
+      } else {
         dst.zero_();
+        b.anyMissing = true;
+      }
     }
+    b.flat.narrow(0, b.numel, int64_t(used.size()))
+        .copy_(at::from_blob(used.data(), {int64_t(used.size())}, at::kFloat));
     // Dividing before the sum keeps the magnitudes of fp16 buckets in range, as DDP does.
     b.flat.div_(group->size);
     b.work = Launch(*group, "gradient all-reduce", [&] {
@@ -685,7 +697,8 @@ Napi::Value NewReducer(const Napi::CallbackInfo& info) {
     auto close = [&] {
       if (cur.params.empty()) return;
       const at::Tensor& p0 = r->params[cur.params[0]];
-      cur.flat = at::zeros({numel}, p0.options().requires_grad(false));
+      cur.numel = numel;
+      cur.flat = at::zeros({numel + int64_t(cur.params.size())}, p0.options().requires_grad(false));
       for (size_t pi : cur.params) r->bucketOf[pi] = r->buckets.size();
       r->buckets.push_back(std::move(cur));
       cur = Bucket();
@@ -768,12 +781,21 @@ Napi::Value ReducerFinish(const Napi::CallbackInfo& info) {
           ~Done() {
             std::lock_guard<std::mutex> lock(r->mu);
             r->busy = false;
+            r->armed = false;
+            r->Reset();  // a finish() without prepare() must start from clean per-step state
           }
         } done{r.get()};
         for (auto& b : r->buckets) WaitWork(*r->group, b.work, r->group->timeout, false, "gradient all-reduce");
         at::NoGradGuard ng;
         for (auto& b : r->buckets) {
+          // Only a rank that lacked a gradient needs to know whether any rank had one (a host read).
+          std::vector<float> used;
+          if (b.anyMissing) {
+            at::Tensor f = b.flat.narrow(0, b.numel, int64_t(b.params.size())).to(at::kCPU, at::kFloat);
+            used.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+          }
           for (size_t k = 0; k < b.params.size(); k++) {
+            if (b.anyMissing && !(used[k] > 0)) continue;  // no gradient on any rank: keep none
             at::Tensor& p = r->params[b.params[k]];
             at::Tensor avg = b.flat.narrow(0, b.offsets[k], p.numel()).view(p.sizes());
             at::Tensor& grad = p.mutable_grad();
