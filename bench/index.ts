@@ -5,6 +5,8 @@ type Bench = (opts: BenchOptions) => Promise<void>;
 
 // name -> loader; a module is loaded only when its benchmark runs.
 const benches: Record<string, () => Promise<Bench>> = {
+  'op-overhead': async () => (await import('./torch')).runOpOverhead,
+  conv2d: async () => (await import('./torch')).runConv2d,
   decode: async () => (await import('./decode')).run,
 };
 

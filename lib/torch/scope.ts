@@ -111,12 +111,14 @@ function collect(value: unknown, into: Set<Disposable>, seen: Set<unknown>): voi
 function finish(scope: Scope, result: unknown): void {
   scope.done = true;
   const returned = new Set<Disposable>();
-  collect(result, returned, new Set());
+  if (result !== null && typeof result === 'object') collect(result, returned, new Set());
+  // The common case, nothing returned or kept, stays a plain loop of dispose() calls.
+  const keepSome = returned.size > 0 || scope.kept.size > 0;
   const parent = scope.parent;
   for (const t of scope.created) {
     if (t.isDisposed) continue;
-    const kept = scope.kept.has(t);
-    if (kept || returned.has(t)) {
+    const kept = keepSome && scope.kept.has(t);
+    if (kept || (keepSome && returned.has(t))) {
       // A returned tensor belongs to the enclosing scope now, which frees it unless it returns it
       // too; a kept one, or one leaving the outermost scope, belongs to the caller (and the GC).
       if (parent && !parent.done && !kept) parent.created.push(t);

@@ -66,6 +66,8 @@ const O = {
   uniform_: op('aten::uniform_'), normal_: op('aten::normal_'), bernoulli_: op('aten::bernoulli_', 'float'),
   lerp_: op('aten::lerp_', 'Scalar'), lerpT_: op('aten::lerp_', 'Tensor'), addcmul_: op('aten::addcmul_'), addcdiv_: op('aten::addcdiv_'),
   sqrt_: op('aten::sqrt_'), maskedFill_: op('aten::masked_fill_', 'Scalar'), indexPut_: op('aten::index_put_'),
+  indexCopy_: op('aten::index_copy_'), indexCopy: op('aten::index_copy'), indexAdd_: op('aten::index_add_'), indexAdd: op('aten::index_add'),
+  addcmul: op('aten::addcmul'), addcdiv: op('aten::addcdiv'),
   neg: op('aten::neg'), abs: op('aten::abs'), exp: op('aten::exp'), log: op('aten::log'), log1p: op('aten::log1p'),
   sqrt: op('aten::sqrt'), rsqrt: op('aten::rsqrt'), square: op('aten::square'), sin: op('aten::sin'), cos: op('aten::cos'),
   sigmoid: op('aten::sigmoid'), tanh: op('aten::tanh'), relu: op('aten::relu'), relu_: op('aten::relu_'),
@@ -248,6 +250,10 @@ export class Tensor implements Owned {
   atan2(o: Tensor): Tensor { return w(native.call(O.atan2(), this.id, o.id)); }
   /** this + weight * (end - this) */
   lerp(end: Tensor, weight: TensorLike): Tensor { return typeof weight === 'object' ? w(native.call(O.lerpT(), this.id, end.id, weight.id)) : w(native.call(O.lerp(), this.id, end.id, weight)); }
+  /** this + value * a * b (broadcasting) */
+  addcmul(a: Tensor, b: Tensor, value = 1): Tensor { return w(native.call(O.addcmul(), this.id, a.id, b.id, value)); }
+  /** this + value * a / b (broadcasting) */
+  addcdiv(a: Tensor, b: Tensor, value = 1): Tensor { return w(native.call(O.addcdiv(), this.id, a.id, b.id, value)); }
   neg(): Tensor { return w(native.call(O.neg(), this.id)); }
   abs(): Tensor { return w(native.call(O.abs(), this.id)); }
   exp(): Tensor { return w(native.call(O.exp(), this.id)); }
@@ -302,6 +308,10 @@ export class Tensor implements Owned {
     native.call(O.indexPut_(), this.id, indices.map((t) => (t ? t.id : null)), values.id, accumulate);
     return this;
   }
+  /** this[..., index[i], ...] = src[..., i, ...] along dim */
+  indexCopy_(dim: number, index: Tensor, src: Tensor): this { native.call(O.indexCopy_(), this.id, dim, index.id, src.id); return this; }
+  /** this[..., index[i], ...] += alpha * src[..., i, ...] along dim (duplicates accumulate) */
+  indexAdd_(dim: number, index: Tensor, src: Tensor, alpha = 1): this { native.call(O.indexAdd_(), this.id, dim, index.id, src.id, alpha); return this; }
   uniform_(from = 0, to = 1, generator?: Generator): this { native.call(O.uniform_(), this.id, from, to, generator?.id); return this; }
   normal_(mean = 0, std = 1, generator?: Generator): this { native.call(O.normal_(), this.id, mean, std, generator?.id); return this; }
   /** Fills with 1 (probability p) or 0. */
@@ -377,6 +387,10 @@ export class Tensor implements Owned {
   scatter(dim: number, index: Tensor, src: TensorLike): Tensor {
     return typeof src === 'object' ? w(native.call(O.scatter(), this.id, dim, index.id, src.id)) : w(native.call(O.scatterS(), this.id, dim, index.id, src));
   }
+  /** Out-of-place indexCopy_. */
+  indexCopy(dim: number, index: Tensor, src: Tensor): Tensor { return w(native.call(O.indexCopy(), this.id, dim, index.id, src.id)); }
+  /** Out-of-place indexAdd_. */
+  indexAdd(dim: number, index: Tensor, src: Tensor, alpha = 1): Tensor { return w(native.call(O.indexAdd(), this.id, dim, index.id, src.id, alpha)); }
   scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor { return w(native.call(O.scatterAdd(), this.id, dim, index.id, src.id)); }
   /** Advanced indexing: t[i0, i1, ...] with integer or bool index tensors, null for ':'. */
   index(indices: (Tensor | null)[]): Tensor { return w(native.call(O.index(), this.id, indices.map((t) => (t ? t.id : null)))); }
