@@ -127,13 +127,16 @@ describe('augment: batched BYOL ops vs torchvision.transforms.functional', funct
     for (const [name, input, cfg, seed] of pipelines) {
       const params = sampleAugmentBatch(new Rng(seed), n, cfg);
       add(name, 'pipeline', input, augment(input, params, cfg), { params, cfg }, IMAGENET_STD);
+      // The accelerator's batching (gather/scatter per step and op), run here on the CPU.
+      add(`${name}-stepwise`, 'pipeline', input, augment(input, params, cfg, { jitter: 'stepwise' }), { params, cfg }, IMAGENET_STD);
     }
     results = compare(cases);
   });
 
   const names = ['brightness', 'contrast', 'contrast-extreme', 'saturation', 'saturation-extreme', 'hue', 'hue-extreme',
     'hue-112', 'hue-after-saturation', 'grayscale', 'blur', 'blur-112', 'blur-k9', 'solarize', 'hflip', 'normalize',
-    'pipeline-v1', 'pipeline-v2', 'pipeline-v3', 'pipeline-all-a', 'pipeline-all-b', 'pipeline-all-c'];
+    'pipeline-v1', 'pipeline-v2', 'pipeline-v3', 'pipeline-all-a', 'pipeline-all-b', 'pipeline-all-c'].flatMap((p) =>
+    p.startsWith('pipeline') ? [p, `${p}-stepwise`] : [p]);
   for (const name of names) {
     it(`${name} within 1/255 of torchvision`, function () {
       const d = results.get(name);

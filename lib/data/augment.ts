@@ -289,7 +289,14 @@ function onSubset(x: Tensor, idx: number[], fn: (sub: Tensor, idx: number[]) => 
  * jitter (its four ops in the sample's order), grayscale, blur, solarize, normalise. Returns a new
  * tensor; x is left untouched.
  */
-export function augment(x: Tensor, params: readonly SampleAugment[], cfg: ViewAugmentation): Tensor {
+export interface AugmentOptions {
+  /** How the colour jitter is batched: 'per-sample' (each image through its own op order; the
+   * CPU default) or 'stepwise' (each op once per step on the images that run it there, by
+   * gather/scatter: few kernel launches, the accelerator default). Same results. */
+  jitter?: 'per-sample' | 'stepwise';
+}
+
+export function augment(x: Tensor, params: readonly SampleAugment[], cfg: ViewAugmentation, opts: AugmentOptions = {}): Tensor {
   const [n, , h, wd] = checkImages(x, 'augment');
   if (params.length !== n) throw new RangeError(`augment: ${params.length} parameter sets for ${n} images`);
   checkAugmentation(cfg);
@@ -303,13 +310,16 @@ export function augment(x: Tensor, params: readonly SampleAugment[], cfg: ViewAu
         const parts: Tensor[] = [];
         for (let i = 0; i < n; i += chunk) {
           const m = Math.min(chunk, n - i);
-          parts.push(augmentBatch(x.narrow(0, i, m), params.slice(i, i + m), cfg));
+          // index_select: a copy with its own storage (augmentBatch needs one anyway), not a
+          // view of the whole batch, whose size the addon would report to V8 for every handle.
+          const part = x.indexSelect(0, tensor(BigInt64Array.from({ length: m }, (_, k) => BigInt(i + k))));
+          parts.push(tidy(() => augmentOwned(part, params.slice(i, i + m), cfg, opts)));
         }
         return cat(parts, 0);
       });
     }
   }
-  return augmentBatch(x, params, cfg);
+  return tidy(() => augmentOwned(x.to(null, undefined, { copy: true }), params, cfg, opts));
 }
 
 let mallocWarm = false;
@@ -325,25 +335,41 @@ function cpuMallocWarmup(): void {
   empty([(30 << 20) / 4]).dispose();
 }
 
-function augmentBatch(x: Tensor, params: readonly SampleAugment[], cfg: ViewAugmentation): Tensor {
+/** Augments `out` in place (a tensor the caller owns and no one else sees), then normalises. */
+function augmentOwned(out: Tensor, params: readonly SampleAugment[], cfg: ViewAugmentation, opts: AugmentOptions): Tensor {
   const pick = (pred: (p: SampleAugment) => boolean): number[] => params.flatMap((p, i) => (pred(p) ? [i] : []));
   return tidy(() => {
-    const out = x.to(null, undefined, { copy: true });
-    onSubset(out, pick((p) => p.flip), (s) => s.flip(3));
-    for (let step = 0; step < 4; step++) {
-      for (let o = 0; o < 4; o++) {
-        // A zero range switches the op off, as torchvision's ColorJitter turns it into None.
-        if ([cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue][o] === 0) continue;
-        const idx = pick((p) => p.jitter !== null && p.jitter.order[step] === o);
-        const jp = (i: number): JitterParams => params[i].jitter as JitterParams;
-        onSubset(out, idx, (s, ii) => {
-          switch (o) {
-            case JitterOp.Brightness: return adjustBrightness(s, ii.map((i) => jp(i).brightness));
-            case JitterOp.Contrast: return adjustContrast(s, ii.map((i) => jp(i).contrast));
-            case JitterOp.Saturation: return adjustSaturation(s, ii.map((i) => jp(i).saturation));
-            default: return adjustHue(s, ii.map((i) => jp(i).hue));
-          }
+    const enabled = [cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue].map((v) => v !== 0);
+    const jitterOp = (o: number, s: Tensor, js: JitterParams[]): Tensor => {
+      switch (o) {
+        case JitterOp.Brightness: return adjustBrightness(s, js.map((j) => j.brightness));
+        case JitterOp.Contrast: return adjustContrast(s, js.map((j) => j.contrast));
+        case JitterOp.Saturation: return adjustSaturation(s, js.map((j) => j.saturation));
+        default: return adjustHue(s, js.map((j) => j.hue));
+      }
+    };
+    if ((opts.jitter ?? (out.device === 'cpu' ? 'per-sample' : 'stepwise')) === 'per-sample') {
+      // Sample by sample, each through its own op order: no gather/scatter per (step, op), which
+      // on the CPU costs as much as the cheaper ops themselves; kernel launches are free here.
+      params.forEach((p, i) => {
+        if (!p.flip && !p.jitter) return;
+        tidy(() => {
+          const one = out.narrow(0, i, 1);
+          let y = p.flip ? one.flip(3) : one;
+          if (p.jitter) for (const o of p.jitter.order) if (enabled[o]) y = jitterOp(o, y, [p.jitter]);
+          one.copy_(y);
         });
+      });
+    } else {
+      onSubset(out, pick((p) => p.flip), (s) => s.flip(3));
+      // Step by step: at each step, each op runs once on the samples whose order puts it there.
+      for (let step = 0; step < 4; step++) {
+        for (let o = 0; o < 4; o++) {
+          // A zero range switches the op off, as torchvision's ColorJitter turns it into None.
+          if (!enabled[o]) continue;
+          const idx = pick((p) => p.jitter !== null && p.jitter.order[step] === o);
+          onSubset(out, idx, (s, ii) => jitterOp(o, s, ii.map((i) => params[i].jitter as JitterParams)));
+        }
       }
     }
     onSubset(out, pick((p) => p.grayscale), (s) => grayscale3(s));
