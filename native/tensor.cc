@@ -532,14 +532,17 @@ Napi::Value Item(const Napi::CallbackInfo& info) {
 Napi::Value Meta(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const at::Tensor& t = Tensors(env).Get(env, info[0], "meta", "tensor");
-  int64_t dim = t.dim();
-  Napi::Array out = Napi::Array::New(env, 3 + dim);
-  out[0u] = Napi::Number::New(env, int(t.scalar_type()));
-  out[1u] = Napi::String::New(env, t.device().str());
-  int flags = (t.requires_grad() ? 1 : 0) | (t.is_leaf() ? 2 : 0) | (t.is_contiguous() ? 4 : 0);
-  out[2u] = Napi::Number::New(env, flags);
-  for (int64_t i = 0; i < dim; i++) out[uint32_t(3 + i)] = Napi::Number::New(env, double(t.size(i)));
-  return out;
+  // Guarded: layouts that callOp can produce (sparse, ...) throw from is_contiguous() and friends.
+  return Guard(env, "meta", [&]() -> Napi::Value {
+    int64_t dim = t.dim();
+    Napi::Array out = Napi::Array::New(env, 3 + dim);
+    out[0u] = Napi::Number::New(env, int(t.scalar_type()));
+    out[1u] = Napi::String::New(env, t.device().str());
+    int flags = (t.requires_grad() ? 1 : 0) | (t.is_leaf() ? 2 : 0) | (t.is_contiguous() ? 4 : 0);
+    out[2u] = Napi::Number::New(env, flags);
+    for (int64_t i = 0; i < dim; i++) out[uint32_t(3 + i)] = Napi::Number::New(env, double(t.size(i)));
+    return out;
+  });
 }
 
 Napi::Value Free(const Napi::CallbackInfo& info) {

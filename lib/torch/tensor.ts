@@ -201,15 +201,12 @@ export class Tensor implements Owned {
   to(device: Device | null, dtype?: DType, opts: { nonBlocking?: boolean; copy?: boolean } = {}): Tensor {
     const nb = opts.nonBlocking ?? false;
     const copy = opts.copy ?? false;
+    if (dtype !== undefined && dtypeCode[dtype] === undefined) throw new TorchError(`unknown dtype '${dtype}'`, 'to');
     if (device !== null && device !== this.device) {
       resolveDevice(device, 'to');
       return w(native.call(O.toDevice(), this.id, device, dtypeCode[dtype ?? this.dtype], nb, copy));
     }
-    if (dtype !== undefined && dtype !== this.dtype) {
-      const code = dtypeCode[dtype];
-      if (code === undefined) throw new TorchError(`unknown dtype '${dtype}'`, 'to');
-      return w(native.call(O.toDtype(), this.id, code, nb, copy));
-    }
+    if (dtype !== undefined && dtype !== this.dtype) return w(native.call(O.toDtype(), this.id, dtypeCode[dtype], nb, copy));
     return copy ? this.clone() : this.alias();
   }
   /** A second handle to this very tensor (see to()). */
