@@ -13,6 +13,8 @@ namespace soco {
 
 // Tensors live in a table and JS holds their integer index: far cheaper than one JS wrapper object
 // per tensor (DESIGN.md: ~1 us against ~6 us), and it lets dispose() free memory deterministically.
+// Not thread-safe: use it on the JS thread only (an AsyncWorker's Execute() must copy its at::Tensor
+// out in the constructor and Put() results in OnOK()).
 class TensorTable {
  public:
   int32_t Put(Napi::Env env, at::Tensor t);
