@@ -10,6 +10,7 @@ export { noGrad, enableGrad, isGradEnabled, backward } from './autograd';
 export { tidy, keep, inScope } from './scope';
 export type { Disposable } from './scope';
 export { NativeLoadError } from './native';
+export { save, load } from './serialize';
 
 /** Seeds LibTorch's default generators (CPU and every CUDA device), as torch.manual_seed. */
 export function manualSeed(seed: number): void { native.manualSeed(seed); }
