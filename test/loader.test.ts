@@ -199,6 +199,24 @@ describe('loader', function () {
     [...a, ...b, ...c].forEach(disposeBatch);
   });
 
+  it('resizing to V1 on the device (DCT-scaled decode) gives the host path\'s views within 2/255', async function () {
+    const plain: ViewAugmentation = { ...byolAugmentation(1), jitterProb: 0, grayscaleProb: 0, blurProb: 0, solarizeProb: 0, normalize: null };
+    const make = (resizeOnDevice: boolean) => new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: 7, seed: 9,
+      resizeOnDevice, augmentations: [plain, plain, plain], log: () => undefined });
+    const host = await collect(make(false), 0);
+    const dev = await collect(make(true), 0);
+    for (let i = 0; i < host.length; i++) {
+      assert.deepEqual(dev[i].keys, host[i].keys);
+      assert.deepEqual(dev[i].boxes[1].toArray(), host[i].boxes[1].toArray());
+      for (let v = 0; v < 3; v++) {
+        const d = maxDiff(dev[i].views[v], host[i].views[v]);
+        const mean = tidy(() => dev[i].views[v].sub(host[i].views[v]).abs().mean().item());
+        assert.ok(d <= 2 / 255 && mean < 0.3 / 255, `batch ${i} view ${v}: max ${d * 255}/255, mean ${mean * 255}/255`);
+      }
+    }
+    [...host, ...dev].forEach(disposeBatch);
+  });
+
   it('shuffles per epoch and shards disjointly across ranks', function () {
     const mk = (rank: number, worldSize: number) => new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: 2, seed: 3, rank, worldSize });
     const e0 = mk(0, 1).plan(0).flat();

@@ -18,7 +18,7 @@ import { DecodedImage, decodeImage } from './image';
 import { ProposalRecord, RecordStatus } from './proposal_store';
 import { SampleAugment, ViewAugmentation, augment, byolAugmentation, sampleAugment } from './augment';
 import { Box, GeometryOptions, ImageViews, PAPER_GEOMETRY, Rng, mixSeed, sampleViews } from './views_geometry';
-import { renderViews, rgbTensor, stackRgb, toFloatImages } from './views';
+import { renderViews, resizeImages, rgbTensor, stackRgb, toFloatImages } from './views';
 
 /** What the loader needs of a proposal store (lib/data/proposal_store.ts ProposalStore). */
 export interface ProposalSource {
@@ -49,6 +49,10 @@ export interface LoaderOptions {
   maxBadFraction?: number;
   /** Where warnings go (default console.warn). */
   log?: (message: string) => void;
+  /** Paper layout: decode with JPEG DCT scaling only (to the smallest scale >= the V1 size) and
+   * resize to V1 on the device, so the host only decodes. Default: true on CUDA, false on the
+   * CPU (where the host does the PIL-exact resize, one tensor per batch). */
+  resizeOnDevice?: boolean;
 }
 
 /** One batch; a plain object, so tidy() scopes that return it keep its tensors. */
@@ -108,7 +112,8 @@ interface HostBatch {
   epoch: number;
   index: number;
   samples: HostSample[];
-  /** uint8 [B, S, S, 3] (paper layout) or one uint8 [H, W, 3] per image (raw crops). */
+  /** uint8 [B, S, S, 3] (paper layout, resized on the host), or one uint8 [H, W, 3] per image
+   * (raw crops, or the paper layout resized on the device). */
   v1?: Tensor;
   sources?: Tensor[];
 }
@@ -130,6 +135,7 @@ export class SoCoLoader {
       rank: o.rank ?? 0, worldSize: o.worldSize ?? 1, dropLast: o.dropLast ?? true, prefetch: o.prefetch ?? 2,
       device: o.device ?? 'cpu', geometry, augmentations: o.augmentations ?? Array.from({ length: nviews }, (_, i) => byolAugmentation(i)),
       maxBadFraction: o.maxBadFraction ?? 0.01, log: o.log ?? ((m: string) => console.warn(m)),
+      resizeOnDevice: o.resizeOnDevice ?? (o.device ?? 'cpu').startsWith('cuda'),
     };
     const { files, batchSize, rank, worldSize, prefetch, augmentations, maxBadFraction, seed } = this.options;
     if (!Array.isArray(files) || files.length === 0) throw new LoaderError('loader: files is empty: no images to load');
@@ -218,7 +224,7 @@ export class SoCoLoader {
     this.stats.images += samples.length;
     const hb: HostBatch = { epoch, index, samples };
     // Kept: the prefetch runs in whatever tidy scope the consumer happened to be in.
-    if (this.options.geometry.cropFromRaw) hb.sources = samples.map((s) => keep(rgbTensor(s.image, this.pin)));
+    if (this.options.geometry.cropFromRaw || this.options.resizeOnDevice) hb.sources = samples.map((s) => keep(rgbTensor(s.image, this.pin)));
     else hb.v1 = keep(stackRgb(samples.map((s) => s.image), this.pin));
     return hb;
   }
@@ -233,8 +239,9 @@ export class SoCoLoader {
         let image: DecodedImage | undefined;
         let failure = '';
         try {
-          image = await decodeImage(path.join(root, key),
-            geometry.cropFromRaw ? undefined : { width: geometry.v1Size, height: geometry.v1Size });
+          const S = geometry.v1Size;
+          image = await decodeImage(path.join(root, key), geometry.cropFromRaw ? undefined
+            : this.options.resizeOnDevice ? { minWidth: S, minHeight: S } : { width: S, height: S });
         } catch (e) {
           failure = e instanceof Error ? e.message : String(e);
         }
@@ -292,7 +299,10 @@ export class SoCoLoader {
     try {
       return tidy(() => {
         const geoms = hb.samples.map((s) => s.geometry);
-        const input = hb.v1 ? { v1: toFloatImages(hb.v1, device) } : { sources: (hb.sources as Tensor[]).map((t) => toFloatImages(t, device)) };
+        const S = geometry.v1Size;
+        const input = hb.v1 ? { v1: toFloatImages(hb.v1, device) }
+          : geometry.cropFromRaw ? { sources: (hb.sources as Tensor[]).map((t) => toFloatImages(t, device)) }
+          : { v1: resizeImages((hb.sources as Tensor[]).map((t) => toFloatImages(t, device)), S, S) };
         const raw = renderViews(input, geoms, geometry.v1Size);
         const views = raw.map((x, v) => augment(x, hb.samples.map((s) => s.augment[v]), augmentations[v]));
         const b = geoms.length;

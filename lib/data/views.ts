@@ -75,6 +75,15 @@ function resize(x: Tensor, w: number, h: number): Tensor {
   return interpolate(x, { size: [h, w], mode: 'bilinear', alignCorners: false, antialias: h < ih || w < iw });
 }
 
+/** Images [3, H, W] of any sizes, each resized (antialiased) to w x h, as one [N, 3, h, w] batch. */
+export function resizeImages(images: readonly Tensor[], w: number, h: number): Tensor {
+  if (images.length === 0) throw new RangeError('resizeImages: no images');
+  return tidy(() => stack(images.map((im) => {
+    if (im.ndim !== 3 || im.size(0) !== 3) throw new RangeError(`resizeImages: images must be [3, H, W], got [${im.shape}]`);
+    return resize(im.unsqueeze(0), w, h).squeeze(0);
+  })));
+}
+
 function sameCrop(a: ViewGeometry, b: ViewGeometry): boolean {
   return a.base === b.base && a.crop.x === b.crop.x && a.crop.y === b.crop.y && a.crop.w === b.crop.w && a.crop.h === b.crop.h;
 }

@@ -1,0 +1,127 @@
+// View pipeline benchmarks against the authors' PIL + torchvision pipeline (bench/views_ref.py), on
+// the same real photos (test/fixtures/images), measured as CPU time per image (user + system, all
+// threads: core-seconds, so the decode threads count in full) in the same run:
+//
+// `loader-host-vs-torchvision`: what the host pays per image when the augmentations run on the
+//   training device: decode (JPEG DCT-scaled to the smallest scale >= the V1 size; the exact
+//   resize to V1 runs on the device), proposal lookup, view geometry, augmentation parameters,
+//   batch assembly into pinned tensors where CUDA exists (SoCoLoader.hostBatches).
+// `views-vs-torchvision`: everything on the CPU, one intra-op thread: the above plus crops,
+//   resizes and the batched BYOL augmentations (SoCoLoader.epoch on 'cpu').
+//
+// The reference does the whole pipeline per image with PIL (decode, resize, crops, ColorJitter,
+// grayscale, PIL Gaussian blur, solarize, ToTensor, Normalize). Ours runs the paper's layout
+// (V2, V3 cropped from V1); the reference the authors' (crops of the raw image), as they ran it.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { readImageSize } from '../lib/data/image';
+import { ProposalStore, ProposalStoreWriter } from '../lib/data/proposal_store';
+import { SoCoLoader, disposeBatch } from '../lib/data/loader';
+import { Rng } from '../lib/data/views_geometry';
+import { setNumThreads } from '../lib/torch';
+import { listImages } from '../lib/cli/proposals';
+import type { BenchOptions } from './index';
+import { python, report } from './util';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const IMAGES = path.join(ROOT, 'test', 'fixtures', 'images');
+const REPS = 15;
+
+/** A proposal store with 200 plausible boxes per photo (lookups cost what real ones do). */
+async function syntheticStore(dir: string, files: string[]): Promise<ProposalStore> {
+  const file = path.join(dir, 'bench.store');
+  const w = ProposalStoreWriter.open(file, { bench: true });
+  for (const [n, key] of files.entries()) {
+    const { width: W, height: H } = await readImageSize(path.join(IMAGES, key));
+    const rng = new Rng(n + 1);
+    const boxes: number[] = [];
+    for (let b = 0; b < 200; b++) {
+      const bw = Math.max(32, Math.floor(W * rng.uniform(0.3, 0.8)));
+      const bh = Math.max(32, Math.floor(H * rng.uniform(0.3, 0.8)));
+      const x = rng.int(Math.max(1, W - bw + 1));
+      const y = rng.int(Math.max(1, H - bh + 1));
+      boxes.push(x, y, Math.min(W, x + bw), Math.min(H, y + bh));
+    }
+    w.append(key, { boxes, width: W, height: H, rawCount: 200, uniqueCount: 200, filterStage: 0, millis: 0 });
+  }
+  w.close();
+  return ProposalStore.open(file);
+}
+
+const cpuSeconds = (since: NodeJS.CpuUsage): number => {
+  const u = process.cpuUsage(since);
+  return (u.user + u.system) / 1e6;
+};
+
+/** Median over REPS epochs of CPU seconds per image of `epoch(e)`. */
+async function perImage(loader: SoCoLoader, epoch: (e: number) => Promise<number>): Promise<number> {
+  await epoch(0);  // warm-up: page cache, lazy initialisation
+  const times: number[] = [];
+  for (let r = 1; r <= REPS; r++) {
+    const t0 = process.cpuUsage();
+    const n = await epoch(r);
+    times.push(cpuSeconds(t0) / n);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+async function withLoader(device: string, resizeOnDevice: boolean, fn: (loader: SoCoLoader, files: string[]) => Promise<void>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-bench-views-'));
+  const files = listImages(IMAGES);
+  const store = await syntheticStore(dir, files);
+  try {
+    const loader = new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: files.length, seed: 0, device, prefetch: 2, resizeOnDevice });
+    await fn(loader, files);
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function reference(files: string[]): number {
+  return Number(python(path.join(ROOT, 'bench', 'views_ref.py'), [String(REPS), ...files.map((f) => path.join(IMAGES, f))]).trim());
+}
+
+export async function runHost(opts: BenchOptions): Promise<void> {
+  setNumThreads(1);
+  // As configured for a training device: the V1 resize runs there too, the host only decodes.
+  await withLoader(opts.device, true, async (loader, files) => {
+    const ours = await perImage(loader, async (e) => {
+      let n = 0;
+      for await (const hb of loader.hostBatches(e)) {
+        n += hb.samples.length;
+        hb.v1?.dispose();
+        for (const t of hb.sources ?? []) t.dispose();
+      }
+      return n;
+    });
+    report('loader-host-vs-torchvision', ours * 1e3, reference(files) * 1e3, 'ms/img', false);
+  });
+}
+
+export async function runAll(): Promise<void> {
+  setNumThreads(1);
+  await withLoader('cpu', false, async (loader, files) => {
+    const ours = await perImage(loader, async (e) => {
+      let n = 0;
+      for await (const b of loader.epoch(e)) {
+        n += b.keys.length;
+        disposeBatch(b);
+      }
+      return n;
+    });
+    report('views-vs-torchvision', ours * 1e3, reference(files) * 1e3, 'ms/img', false);
+  });
+}
+
+if (require.main === module) {
+  (async () => {
+    await runHost({ device: 'cpu' });
+    await runAll();
+  })().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
