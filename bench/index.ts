@@ -8,6 +8,8 @@ const benches: Record<string, () => Promise<Bench>> = {
   'op-overhead': async () => (await import('./torch')).runOpOverhead,
   conv2d: async () => (await import('./torch')).runConv2d,
   decode: async () => (await import('./decode')).run,
+  'loader-host-vs-torchvision': async () => (await import('./views')).runHost,
+  'views-vs-torchvision': async () => (await import('./views')).runAll,
 };
 
 async function main(): Promise<void> {
