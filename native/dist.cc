@@ -862,10 +862,19 @@ std::vector<int64_t> ChannelShape(const at::Tensor& x) {
   return s;
 }
 
+// Updated in place without gradient; a non-tensor argument so autograd does not treat it as input.
+struct RunningStats {
+  at::Tensor mean, var;
+};
+
 struct SyncBN : torch::autograd::Function<SyncBN> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor x, at::Tensor weight,
-                            at::Tensor bias, at::Tensor runningMean, at::Tensor runningVar, double momentum,
-                            double eps, c10::intrusive_ptr<Group> g) {
+  // Optional tensors: an absent weight or bias is no autograd input (no edge), so the edge index of
+  // each input is saved for needs_input_grad().
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor x, c10::optional<at::Tensor> weightOpt,
+                            c10::optional<at::Tensor> biasOpt, RunningStats running, double momentum, double eps,
+                            c10::intrusive_ptr<Group> g) {
+    at::Tensor weight = weightOpt.value_or(at::Tensor()), bias = biasOpt.value_or(at::Tensor());
+    at::Tensor runningMean = running.mean, runningVar = running.var;
     const int64_t C = x.size(1);
     const int64_t n = C > 0 ? x.numel() / C : 0;
     auto dims = ReduceDims(x);
@@ -917,6 +926,8 @@ struct SyncBN : torch::autograd::Function<SyncBN> {
     ctx->saved_data["invstd"] = invstd;
     ctx->saved_data["total"] = total;
     ctx->saved_data["group"] = c10::IValue::make_capsule(g);
+    ctx->saved_data["weightEdge"] = int64_t(weight.defined() ? 1 : -1);
+    ctx->saved_data["biasEdge"] = int64_t(bias.defined() ? (weight.defined() ? 2 : 1) : -1);
     return y;
   }
 
@@ -939,8 +950,9 @@ struct SyncBN : torch::autograd::Function<SyncBN> {
     at::Tensor sumDyXmu = (dyf * xmu).sum(dims);
     at::Tensor gx, gw, gb;
     // Weight and bias gradients stay local: the gradient all-reduce averages them with the rest.
-    if (weight.defined() && ctx->needs_input_grad(1)) gw = (sumDyXmu * invstd).to(weight.scalar_type());
-    if (ctx->needs_input_grad(2)) gb = sumDy.to(weight.defined() ? weight.scalar_type() : ct);
+    int64_t weightEdge = ctx->saved_data["weightEdge"].toInt(), biasEdge = ctx->saved_data["biasEdge"].toInt();
+    if (weightEdge >= 0 && ctx->needs_input_grad(weightEdge)) gw = (sumDyXmu * invstd).to(weight.scalar_type());
+    if (biasEdge >= 0 && ctx->needs_input_grad(biasEdge)) gb = sumDy.to(weight.defined() ? weight.scalar_type() : ct);
     if (ctx->needs_input_grad(0)) {
       const int64_t C = x.size(1);
       at::Tensor combined = at::cat({sumDy, sumDyXmu});
@@ -957,7 +969,7 @@ struct SyncBN : torch::autograd::Function<SyncBN> {
       gx = (dyf - meanDy.view(shape) - xmu * (invstd * invstd * meanDyXmu).view(shape)) * scale.view(shape);
       if (gx.scalar_type() != x.scalar_type()) gx = gx.to(x.scalar_type());
     }
-    return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -986,7 +998,8 @@ Napi::Value SyncBatchNorm(const Napi::CallbackInfo& info) {
   check(rm, "runningMean");
   check(rv, "runningVar");
   return Guard(env, op, [&] {
-    at::Tensor y = SyncBN::apply(x, w, b, rm, rv, momentum, eps, g);
+    auto opt = [](const at::Tensor& t) { return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt; };
+    at::Tensor y = SyncBN::apply(x, opt(w), opt(b), RunningStats{rm, rv}, momentum, eps, g);
     return Napi::Number::New(env, tt.Put(env, std::move(y)));
   });
 }

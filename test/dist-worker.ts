@@ -2,6 +2,7 @@
 // torchrun's variables; the tests also import the SoCo step from here for the single-process
 // reference. Usage: node dist-worker.js <scenario> <outDir> [--steps N] [--batch B] [--ckpt FILE]
 // [--resume] [--sleep MS] [--timeout MS] [--overlap-every K]
+// [--save FILE] [--compare FILE] [--progress]
 import * as fs from 'fs';
 import * as path from 'path';
 import * as torch from '../lib/torch';
@@ -143,6 +144,8 @@ export function loadState(file: string): { meta: Record<string, any>; tensors: M
 // ---- scenarios ----
 
 interface Args {
+  /** Print a line per step (the interrupt test waits for one). */
+  progress: boolean;
   steps: number; batch: number; ckpt?: string; resume: boolean; sleep: number; timeout: number; overlapEvery: number;
   /** Write the final state here (the single-process reference). */
   save?: string;
@@ -151,7 +154,7 @@ interface Args {
 }
 
 function parseArgs(rest: string[]): Args {
-  const a: Args = { steps: 3, batch: 8, resume: false, sleep: 0, timeout: 30000, overlapEvery: 1 };
+  const a: Args = { progress: false, steps: 3, batch: 8, resume: false, sleep: 0, timeout: 30000, overlapEvery: 1 };
   for (let i = 0; i < rest.length; i++) {
     const v = rest[i + 1];
     switch (rest[i]) {
@@ -159,6 +162,7 @@ function parseArgs(rest: string[]): Args {
       case '--batch': a.batch = Number(v); i++; break;
       case '--ckpt': a.ckpt = v; i++; break;
       case '--resume': a.resume = true; break;
+      case '--progress': a.progress = true; break;
       case '--sleep': a.sleep = Number(v); i++; break;
       case '--timeout': a.timeout = Number(v); i++; break;
       case '--overlap-every': a.overlapEvery = Number(v); i++; break;
@@ -281,7 +285,7 @@ async function soco(ctx: dist.DistContext | null, outDir: string, a: Args): Prom
     t.model.loadStateDict(sd);
     t.opt.loadStateDict({ steps: meta.step, momentum: mom });
     start = meta.step;
-    console.log(`rank ${rank} resumed at step ${start}`);
+    if (a.progress) console.log(`rank ${rank} resumed at step ${start}`);
   }
   const reducer = group ? new dist.GradientReducer(group, t.params.map(([, p]) => p), { bucketCapMb: 2 }) : null;
   const losses: number[] = [];
@@ -295,7 +299,7 @@ async function soco(ctx: dist.DistContext | null, outDir: string, a: Args): Prom
       l.dispose();
     }
     losses.push(global);
-    if (rank === 0) console.log(`step ${step + 1} loss ${global}`);
+    if (rank === 0 && a.progress) console.log(`step ${step + 1} loss ${global}`);
     if (a.sleep) await sleep(a.sleep);
     if (ctx && step + 1 < a.steps && await ctx.stop.agreed(group)) {
       if (ctx.isMain && a.ckpt) saveState(a.ckpt, trainerState(t), { step: step + 1 });

@@ -45,7 +45,7 @@ export class GradientReducer {
   prepare(passes = 1): void { native.dist.reducerPrepare(this.live(), passes); }
 
   /** Starts the buckets not yet started, waits for all, writes the averages into .grad. */
-  finish(): Promise<ReduceStats> { return native.dist.reducerFinish(this.live()); }
+  async finish(): Promise<ReduceStats> { return native.dist.reducerFinish(this.live()); }
 
   /** Removes the hooks. */
   dispose(): void {

@@ -1,6 +1,7 @@
 // TCPStore and process groups over c10d (native/dist.cc). Every collective returns a Promise: the
 // wait runs on a libuv thread, so the event loop stays free (signals, IPC, logging) while ranks
-// exchange data. Errors and timeouts reject with a TorchError whose message names the rank.
+// exchange data. Errors and timeouts reject (never throw) with a TorchError whose message names
+// the rank.
 import { native } from '../torch/native';
 import { Tensor } from '../torch';
 import { w } from '../torch/tensor';
@@ -43,17 +44,17 @@ export class TCPStore {
 
   get port(): number { return native.dist.storePort(this.handle); }
 
-  set(key: string, value: Uint8Array | string): Promise<void> {
+  async set(key: string, value: Uint8Array | string): Promise<void> {
     return native.dist.storeSet(this.handle, key, typeof value === 'string' ? Buffer.from(value) : value);
   }
 
   /** Waits up to timeoutMs for the key to be set, then returns its value. */
-  get(key: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Buffer> {
+  async get(key: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Buffer> {
     return native.dist.storeGet(this.handle, key, checkTimeout(timeoutMs, 'TCPStore.get'));
   }
 
   /** Atomically adds delta to the integer at key (created as 0); returns the new value. */
-  add(key: string, delta: number): Promise<number> { return native.dist.storeAdd(this.handle, key, delta); }
+  async add(key: string, delta: number): Promise<number> { return native.dist.storeAdd(this.handle, key, delta); }
 }
 
 export interface GroupOptions {
@@ -120,12 +121,12 @@ export class ProcessGroup {
   }
 
   /** In place: t := op over all ranks of t. 'avg' divides the sum by the group size. */
-  allReduce(t: Tensor, op: ReduceOp = 'sum', o?: CollectiveOptions): Promise<void> {
+  async allReduce(t: Tensor, op: ReduceOp = 'sum', o?: CollectiveOptions): Promise<void> {
     return native.dist.allReduce(this.handle, t.id, op, this.timeout(o, 'allReduce'));
   }
 
   /** In place: t := rank src's t. */
-  broadcast(t: Tensor, src = 0, o?: CollectiveOptions): Promise<void> {
+  async broadcast(t: Tensor, src = 0, o?: CollectiveOptions): Promise<void> {
     return native.dist.broadcast(this.handle, t.id, src, this.timeout(o, 'broadcast'));
   }
 
@@ -136,7 +137,7 @@ export class ProcessGroup {
   }
 
   /** Resolves when every rank has reached it. */
-  barrier(o?: CollectiveOptions): Promise<void> {
+  async barrier(o?: CollectiveOptions): Promise<void> {
     return native.dist.barrier(this.handle, this.timeout(o, 'barrier'));
   }
 
