@@ -385,6 +385,9 @@ describe('torch facade details', () => {
       assert.deepEqual(Array.from(torch.ones([1], { dtype: 'float16' }).toTypedArray() as Uint16Array), [0x3c00]);
       assert.deepEqual(Array.from(torch.ones([1], { dtype: 'bfloat16' }).toTypedArray() as Uint16Array), [0x3f80]);
       assert.deepEqual(torch.tensor(new Uint16Array([0x3c00, 0xc000]), { dtype: 'float16' }).float().toArray(), [1, -2]);
+      assert.deepEqual(torch.tensor([0.5, -3], { dtype: 'bfloat16' }).toArray(), [0.5, -3], 'toArray gives values, not bits');
+      const e = torch.empty([2, 3], { dtype: 'int32' });
+      assert.deepEqual([e.shape, e.dtype, e.device], [[2, 3], 'int32', 'cpu']);
       assert.deepEqual(torch.tensor(new Uint8Array([0, 2, 255]), { dtype: 'bool' }).toArray(), [0, 1, 1]);
     });
   });

@@ -166,8 +166,12 @@ export class Tensor implements Owned {
   // ---- data out ----
   /** A copy of the data: Float32Array for float32, BigInt64Array for int64, raw bits for half types. */
   toTypedArray(): TypedArray { return native.toBuffer(this.id); }
-  /** A copy of the data as plain numbers, flattened (bool as 0/1). */
+  /** A copy of the data as plain numbers, flattened (bool as 0/1, half types as their values). */
   toArray(): number[] {
+    if (this.dtype === 'float16' || this.dtype === 'bfloat16') {
+      const f = this.float();
+      try { return f.toArray(); } finally { f.dispose(); }
+    }
     const a = this.toTypedArray();
     return a instanceof BigInt64Array ? Array.from(a, Number) : Array.from(a as ArrayLike<number>);
   }
