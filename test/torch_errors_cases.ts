@@ -3,6 +3,7 @@
 // (test/torch_errors_child.ts) so that a crash shows up as a dead child, not a dead test runner.
 import * as torch from '../lib/torch';
 import { Tensor } from '../lib/torch';
+import { native } from '../lib/torch/native';
 
 export interface ErrorCase {
   name: string;
@@ -69,8 +70,9 @@ export const errorCases: ErrorCase[] = [
   { name: 'an op on a disposed tensor names the argument', fn: () => disposed().add(1), op: 'aten::add.Scalar', msg: /argument 'self' is a disposed tensor/ },
   { name: 'a disposed tensor as second operand', fn: () => f32([2]).mul(disposed()), op: 'aten::mul.Tensor', msg: /argument 'other' is a disposed tensor/ },
   { name: 'a disposed tensor inside a list', fn: () => torch.cat([f32([2]), disposed()]), op: 'aten::cat', msg: /argument 'tensors'\[1\] is a disposed tensor/ },
-  { name: 'shape of a disposed tensor', fn: () => { const t = f32([2]); void t.shape; t.dispose(); return t.shape; }, op: 'meta', msg: /disposed/ },
-  { name: 'toArray of a disposed tensor', fn: () => disposed().toArray(), op: 'toBuffer', msg: /disposed/ },
+  { name: 'shape of a disposed tensor', fn: () => { const t = f32([2]); void t.shape; t.dispose(); return t.shape; }, op: 'Tensor', msg: /disposed/ },
+  { name: 'toArray of a disposed tensor', fn: () => disposed().toArray(), op: 'Tensor', msg: /disposed/ },
+  { name: 'toTypedArray of a disposed tensor', fn: () => disposed().toTypedArray(), op: 'toBuffer', msg: /disposed/ },
   { name: 'item of a disposed tensor', fn: () => disposed().item(), op: 'item', msg: /disposed/ },
   { name: 'backward of a disposed tensor', fn: () => disposed().backward(), op: 'backward', msg: /disposed/ },
   { name: 'grad of a disposed tensor', fn: () => disposed().grad, op: 'grad', msg: /disposed/ },
@@ -99,10 +101,11 @@ export const errorCases: ErrorCase[] = [
   { name: 'randint with low > high', fn: () => torch.randint(5, 2, [3]), op: 'aten::randint.low' },
 
   // ---- bad typed arrays and data ----
-  { name: 'Uint16Array without a dtype', fn: () => torch.tensor(new Uint16Array(4)), op: 'tensor', msg: /ambiguous/ },
+  { name: 'Uint16Array without a dtype', fn: () => torch.tensor(new Uint16Array(4)), op: 'tensor', msg: /pass dtype 'float16' or 'bfloat16'/ },
+  { name: 'Uint16Array as int32', fn: () => torch.tensor(new Uint16Array(4), { dtype: 'int32' }), op: 'tensor', msg: /not 'int32'/ },
   { name: 'an Int8Array', fn: () => torch.tensor(new Int8Array(4) as unknown as Float32Array), op: 'tensor', msg: /Int8Array carries no tensor dtype/ },
-  { name: 'a Float32Array for float64', fn: () => torch.tensor(new Float32Array(4), { dtype: 'float64' }), op: 'fromBuffer', msg: /needs a Float64Array, got a Float32Array/ },
-  { name: 'a Float32Array for int64', fn: () => torch.tensor(new Float32Array(4), { dtype: 'int64' }), op: 'fromBuffer', msg: /BigInt64Array/ },
+  { name: 'a typed array that does not carry the dtype code', fn: () => native.fromBuffer(new Float32Array(4), [4], 7), op: 'fromBuffer', msg: /Double needs a Float64Array, got a Float32Array/ },
+  { name: 'a BigInt64Array given as int32 data', fn: () => native.fromBuffer(new BigInt64Array(2), [2], 3), op: 'fromBuffer', msg: /Int32Array, got a BigInt64Array/ },
   { name: 'data that does not fill the shape', fn: () => torch.tensor(new Float64Array(3), { shape: [2, 2] }), op: 'fromBuffer', msg: /\[2,2\].*3 elements/ },
   { name: 'a detached ArrayBuffer', fn: () => { const a = new Float32Array(4); structuredClone(a.buffer, { transfer: [a.buffer] }); return torch.tensor(a, { shape: [4] }); }, op: 'fromBuffer' },
   { name: 'a DataView', fn: () => torch.tensor(new DataView(new ArrayBuffer(8)) as unknown as Float32Array), op: 'tensor', msg: /DataView/ },

@@ -389,6 +389,14 @@ describe('torch facade details', () => {
       const e = torch.empty([2, 3], { dtype: 'int32' });
       assert.deepEqual([e.shape, e.dtype, e.device], [[2, 3], 'int32', 'cpu']);
       assert.deepEqual(torch.tensor(new Uint8Array([0, 2, 255]), { dtype: 'bool' }).toArray(), [0, 1, 1]);
+      // A dtype other than the array's converts (PyTorch's torch.tensor(ndarray, dtype=...)).
+      const h = torch.tensor(new Float32Array([0.1, 2.5]), { dtype: 'float16' });
+      assert.equal(h.dtype, 'float16');
+      assert.deepEqual(Array.from(h.toTypedArray() as Uint16Array), [0x2e66, 0x4100]);
+      assert.deepEqual(torch.tensor(new Float64Array([1.5, -2]), { dtype: 'int64', shape: [2, 1] }).toArray(), [1, -2]);
+      // A view into a larger buffer copies just its window.
+      const buf = new Float32Array([9, 1, 2, 3, 9]);
+      assert.deepEqual(torch.tensor(buf.subarray(1, 4)).toArray(), [1, 2, 3]);
     });
   });
   it('to() always returns a handle of its own', () => {

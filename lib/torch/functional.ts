@@ -136,8 +136,9 @@ function typedFrom(flat: number[], dtype: DType): TypedArray | null {
 }
 
 /**
- * A tensor copied from a TypedArray (flat, reshaped to `shape` when given; a Uint16Array needs
- * dtype float16 or bfloat16 and holds their raw bits) or from nested arrays of numbers/booleans
+ * A tensor copied from a TypedArray (flat, reshaped to `shape` when given; converted when `dtype`
+ * differs from the array's; a Uint16Array holds raw float16/bfloat16 bits and needs dtype to say
+ * which; a Uint8Array with dtype bool is read as 0/non-0) or from nested arrays of numbers/booleans
  * (float32 unless dtype says otherwise; all-boolean data gives bool). Built on the CPU, then
  * pinned and/or moved to `device` as asked.
  */
@@ -146,14 +147,28 @@ export function tensor(data: TypedArray | Nested[], o: TensorOptions & { shape?:
   pinArg(o.pinMemory, 'tensor');
   let t: Tensor;
   if (ArrayBuffer.isView(data)) {
-    let dtype: DType;
-    try {
-      dtype = o.dtype ?? dtypeOfArray(data);
-    } catch (e) {
-      throw new TorchError((e as Error).message, 'tensor');
+    if (o.dtype !== undefined && dtypeCode[o.dtype] === undefined) throw new TorchError(`unknown dtype '${o.dtype}'`, 'tensor');
+    // The array's own dtype; a Uint16Array holds half-type bits, so it needs dtype to say which.
+    let natural: DType;
+    if (data instanceof Uint16Array) {
+      if (o.dtype !== 'float16' && o.dtype !== 'bfloat16')
+        throw new TorchError(`a Uint16Array holds float16 or bfloat16 bits: pass dtype 'float16' or 'bfloat16'${o.dtype ? `, not '${o.dtype}'` : ''}`, 'tensor');
+      natural = o.dtype;
+    } else {
+      try {
+        natural = dtypeOfArray(data);
+      } catch (e) {
+        throw new TorchError((e as Error).message, 'tensor');
+      }
+      if (natural === 'uint8' && o.dtype === 'bool') natural = 'bool';
     }
-    if (dtypeCode[dtype] === undefined) throw new TorchError(`unknown dtype '${dtype}'`, 'tensor');
-    t = w(native.fromBuffer(data, o.shape ?? [data.length], dtypeCode[dtype]));
+    t = w(native.fromBuffer(data, o.shape ?? [data.length], dtypeCode[natural]));
+    // Another dtype than the array's converts, as torch.tensor(ndarray, dtype=...) does.
+    if (o.dtype !== undefined && o.dtype !== natural) {
+      const converted = t.to(null, o.dtype);
+      t.dispose();
+      t = converted;
+    }
   } else if (Array.isArray(data)) {
     const shape: number[] = [];
     const flat: number[] = [];

@@ -138,10 +138,8 @@ export class Tensor implements Owned {
   }
 
   private m(): Meta {
-    if (this.meta_) {
-      if (this.id < 0) throw new TorchError('use of a disposed tensor', 'meta');
-      return this.meta_;
-    }
+    if (this.id < 0) throw new TorchError('this tensor is disposed', 'Tensor');
+    if (this.meta_) return this.meta_;
     const raw: any[] = native.meta(this.id);
     return (this.meta_ = { dtype: dtypeFromCode(raw[0]), device: raw[1], shape: raw.slice(3) });
   }
