@@ -53,8 +53,9 @@ export function toFloatImages(rgb: Tensor, device: string): Tensor {
   return tidy(() => {
     const d = rgb.to(device, undefined, { nonBlocking: true });
     const perm = d.ndim === 4 ? [0, 3, 1, 2] : [2, 0, 1];
-    // Transposed while still 1 byte a value; then ToTensor's exact float division.
-    return d.permute(...perm).contiguous().float().div(255);
+    // Transposed while still 1 byte a value; then ToTensor's float division (uint8 / 255 is
+    // a true division to float32: one pass for the conversion and the division).
+    return d.permute(...perm).contiguous().div(255);
   });
 }
 
