@@ -22,7 +22,13 @@
 #include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
 #include <torch/version.h>
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#else
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#endif
 
 #ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -42,6 +48,8 @@
 namespace soco {
 namespace {
 
+// LibTorch 2.x: ProcessGroupGloo/NCCL derive from c10d::Backend (c10d::ProcessGroup became a
+// facade over backends); 1.13: from c10d::ProcessGroup. Both have the collectives used here.
 #if TORCH_VERSION_MAJOR >= 2
 using PgBase = c10d::Backend;
 #else
@@ -747,6 +755,67 @@ Napi::Value ReducerPrepare(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Waits for every bucket and writes the averages into .grad; runs on a libuv thread (finish) or
+// on the JS thread (finishSync). Leaves the per-step state clean either way.
+void CompleteReduction(Reducer& r) {
+  struct Done {
+    Reducer& r;
+    ~Done() {
+      std::lock_guard<std::mutex> lock(r.mu);
+      r.busy = false;
+      r.armed = false;
+      r.Reset();  // a finish() without prepare() must start from clean per-step state
+    }
+  } done{r};
+  for (auto& b : r.buckets) WaitWork(*r.group, b.work, r.group->timeout, false, "gradient all-reduce");
+  at::NoGradGuard ng;
+  for (auto& b : r.buckets) {
+    // Only a rank that lacked a gradient needs to know whether any rank had one (a host read).
+    std::vector<float> used;
+    if (b.anyMissing) {
+      at::Tensor f = b.flat.narrow(0, b.numel, int64_t(b.params.size())).to(at::kCPU, at::kFloat);
+      used.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+    }
+    for (size_t k = 0; k < b.params.size(); k++) {
+      if (b.anyMissing && !(used[k] > 0)) continue;  // no gradient on any rank: keep none
+      at::Tensor& p = r.params[b.params[k]];
+      at::Tensor avg = b.flat.narrow(0, b.offsets[k], p.numel()).view(p.sizes());
+      at::Tensor& grad = p.mutable_grad();
+      if (grad.defined())
+        grad.copy_(avg);
+      else
+        grad = avg.clone();
+    }
+  }
+}
+
+// Starts the buckets not started during backward (in order); returns the count that had started.
+size_t LaunchRest(Napi::Env env, Reducer& r, const char* op) {
+  std::lock_guard<std::mutex> lock(r.mu);
+  if (r.busy) ThrowTorchError(env, op, "finish() is already in progress");
+  std::string late = r.lateError;
+  if (!late.empty()) {
+    r.armed = false;
+    r.Reset();
+    ThrowTorchError(env, op, r.group->Where() + ": " + late);
+  }
+  Guard(env, op, [&] {
+    for (; r.next < r.buckets.size(); r.next++) r.LaunchBucket(r.buckets[r.next], false);
+  });
+  r.armed = false;
+  r.busy = true;
+  size_t overlapped = 0;
+  for (auto& b : r.buckets) overlapped += b.overlapped ? 1 : 0;
+  return overlapped;
+}
+
+Napi::Value ReduceStats(Napi::Env env, size_t buckets, size_t overlapped) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("buckets", double(buckets));
+  o.Set("overlapped", double(overlapped));
+  return o;
+}
+
 // reducerFinish(reducer) -> Promise<{buckets, overlapped}>: every .grad now holds the average over
 // all ranks. Do not touch the gradients before it resolves.
 Napi::Value ReducerFinish(const Napi::CallbackInfo& info) {
@@ -755,63 +824,22 @@ Napi::Value ReducerFinish(const Napi::CallbackInfo& info) {
   auto* box = Unwrap<ReducerBox>(env, info[0], kReducerTag, op, "reducer");
   if (!box->r) ThrowTorchError(env, op, "the reducer was disposed");
   std::shared_ptr<Reducer> r = box->r;
-  size_t overlapped = 0;
-  {
-    std::lock_guard<std::mutex> lock(r->mu);
-    if (r->busy) ThrowTorchError(env, op, "finish() is already in progress");
-    std::string late = r->lateError;
-    if (!late.empty()) {
-      r->armed = false;
-      r->Reset();
-      ThrowTorchError(env, op, r->group->Where() + ": " + late);
-    }
-    Guard(env, op, [&] {
-      for (; r->next < r->buckets.size(); r->next++) r->LaunchBucket(r->buckets[r->next], false);
-    });
-    r->armed = false;
-    r->busy = true;
-    for (auto& b : r->buckets) overlapped += b.overlapped ? 1 : 0;
-  }
+  size_t overlapped = LaunchRest(env, *r, op);
   size_t nb = r->buckets.size();
   return Task::Start(
-      env, op,
-      [r] {
-        struct Done {
-          Reducer* r;
-          ~Done() {
-            std::lock_guard<std::mutex> lock(r->mu);
-            r->busy = false;
-            r->armed = false;
-            r->Reset();  // a finish() without prepare() must start from clean per-step state
-          }
-        } done{r.get()};
-        for (auto& b : r->buckets) WaitWork(*r->group, b.work, r->group->timeout, false, "gradient all-reduce");
-        at::NoGradGuard ng;
-        for (auto& b : r->buckets) {
-          // Only a rank that lacked a gradient needs to know whether any rank had one (a host read).
-          std::vector<float> used;
-          if (b.anyMissing) {
-            at::Tensor f = b.flat.narrow(0, b.numel, int64_t(b.params.size())).to(at::kCPU, at::kFloat);
-            used.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
-          }
-          for (size_t k = 0; k < b.params.size(); k++) {
-            if (b.anyMissing && !(used[k] > 0)) continue;  // no gradient on any rank: keep none
-            at::Tensor& p = r->params[b.params[k]];
-            at::Tensor avg = b.flat.narrow(0, b.offsets[k], p.numel()).view(p.sizes());
-            at::Tensor& grad = p.mutable_grad();
-            if (grad.defined())
-              grad.copy_(avg);
-            else
-              grad = avg.clone();
-          }
-        }
-      },
-      [=](Napi::Env env) {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("buckets", double(nb));
-        o.Set("overlapped", double(overlapped));
-        return Napi::Value(o);
-      });
+      env, op, [r] { CompleteReduction(*r); }, [=](Napi::Env env) { return ReduceStats(env, nb, overlapped); });
+}
+
+// reducerFinishSync(reducer) -> {buckets, overlapped}: the same on the JS thread, for synchronous
+// training steps. With NCCL the wait is stream-ordered, so the host does not stall; with Gloo the
+// thread waits for the all-reduce, as the (synchronous) CPU step does for every op anyway.
+Napi::Value ReducerFinishSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "dist.reducerFinishSync";
+  Reducer& r = ReducerArg(env, info[0], op);
+  size_t overlapped = LaunchRest(env, r, op);
+  Guard(env, op, [&] { CompleteReduction(r); });
+  return ReduceStats(env, r.buckets.size(), overlapped);
 }
 
 // reducerInfo(reducer) -> {buckets: [[paramIndex...], ...]}
@@ -1024,6 +1052,7 @@ void InitDist(Napi::Env env, Napi::Object exports) {
   fn("newReducer", NewReducer);
   fn("reducerPrepare", ReducerPrepare);
   fn("reducerFinish", ReducerFinish);
+  fn("reducerFinishSync", ReducerFinishSync);
   fn("reducerInfo", ReducerInfo);
   fn("reducerDispose", ReducerDispose);
   fn("syncBatchNorm", SyncBatchNorm);

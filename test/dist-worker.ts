@@ -1,6 +1,6 @@
 // Worker processes of the distributed tests (test/dist-*.test.ts), started by launch() with
-// torchrun's variables; the tests also import the SoCo step from here for the single-process
-// reference. Usage: node dist-worker.js <scenario> <outDir> [--steps N] [--batch B] [--ckpt FILE]
+// torchrun's variables. The SoCo scenario runs lib/train's trainStep; without the launcher's
+// variables it is the single-process reference. Usage: node dist-worker.js <scenario> <outDir> [--steps N] [--batch B] [--ckpt FILE]
 // [--resume] [--sleep MS] [--timeout MS] [--overlap-every K]
 // [--save FILE] [--compare FILE] [--progress]
 import * as fs from 'fs';
@@ -8,7 +8,7 @@ import * as path from 'path';
 import * as torch from '../lib/torch';
 import { Tensor, tidy } from '../lib/torch';
 import { SoCoModel, SoCoModelOptions, SoCoView } from '../lib/model';
-import { socoLoss } from '../lib/train/loss';
+import { anchorPairs, trainStep } from '../lib/train/step';
 import { LARS } from '../lib/train/lars';
 import * as dist from '../lib/dist';
 
@@ -72,27 +72,24 @@ export function makeTrainer(seed: number): Trainer {
   return { model, opt: new LARS(params), params };
 }
 
-/** One SoCo step (forward both networks, symmetric loss, backward, [all-reduce], LARS, EMA); the local loss. */
-export async function socoStep(t: Trainer, step: number, globalBatch: number, rank: number, worldSize: number,
-  reducer: dist.GradientReducer | null, overlap: boolean): Promise<number> {
-  return tidy(async () => {
+/**
+ * One iteration of lib/train's trainStep (forward both networks, symmetric loss, backward, LARS,
+ * EMA); with a reducer attached to t.opt (reduceGradientsInStep) the gradients are averaged over
+ * the ranks between backward and the update. Returns this rank's loss.
+ */
+export function socoStep(t: Trainer, step: number, globalBatch: number, rank: number, worldSize: number,
+  reducer: dist.GradientReducer | null, overlap: boolean): number {
+  return tidy(() => {
     const views = makeViews(step, globalBatch, rank, worldSize);
-    const out = t.model.forward(views);
-    const { loss } = socoLoss([
-      { name: 'v1-v2', onlineA: out.online[0], targetA: out.target[0], onlineB: out.online[1], targetB: out.target[1] },
-      { name: 'v1-v3', onlineA: out.online[0], targetA: out.target[0], onlineB: out.online[2], targetB: out.target[2] },
-    ]);
-    if (reducer && overlap) reducer.prepare();
-    loss.backward();
+    if (reducer) reducer.overlap = overlap;
+    const r = trainStep(t.model, t.opt, views, anchorPairs(views.length),
+      { lr: LR, tau: TAU, normalization: 'paper', measureStd: false, step, lastCheckpoint: null });
     if (reducer) {
-      const stats = await reducer.finish();
+      const stats = reducer.lastStats!;
       if (overlap && stats.overlapped === 0) throw new Error('no bucket started during backward');
       if (!overlap && stats.overlapped !== 0) throw new Error('a bucket started during backward without prepare()');
     }
-    t.opt.step(LR);
-    t.opt.zeroGrad();
-    t.model.updateTarget(TAU);
-    return loss.item();
+    return r.loss;
   });
 }
 
@@ -256,7 +253,6 @@ async function die(ctx: dist.DistContext, outDir: string): Promise<void> {
       await ctx.group.allReduce(t, 'avg');
     } catch (err) {
       console.error(`rank 0 saw: ${(err as Error).message}`);
-      await sleep(3000); // let the launcher report the peer's death first, as a slow rank would
       throw err;
     }
   }
@@ -288,9 +284,10 @@ async function soco(ctx: dist.DistContext | null, outDir: string, a: Args): Prom
     if (a.progress) console.log(`rank ${rank} resumed at step ${start}`);
   }
   const reducer = group ? new dist.GradientReducer(group, t.params.map(([, p]) => p), { bucketCapMb: 2 }) : null;
+  if (reducer) dist.reduceGradientsInStep(t.opt, reducer);
   const losses: number[] = [];
   for (let step = start; step < a.steps; step++) {
-    const local = await socoStep(t, step, a.batch, rank, world, reducer, step % a.overlapEvery === 0);
+    const local = socoStep(t, step, a.batch, rank, world, reducer, step % a.overlapEvery === 0);
     let global = local;
     if (group) {
       const l = torch.tensor([local], { dtype: 'float64' });

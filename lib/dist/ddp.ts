@@ -31,6 +31,10 @@ export interface ReduceStats {
  */
 export class GradientReducer {
   private handle: unknown;
+  /** What the last finish()/finishSync() did (for logs). */
+  lastStats: ReduceStats | null = null;
+  /** Used by reduceGradientsInStep(): false = reduce after backward only (no hooks). */
+  overlap = true;
 
   constructor(readonly group: ProcessGroup, readonly params: Tensor[], o: { bucketCapMb?: number } = {}) {
     const mb = o.bucketCapMb ?? DEFAULT_BUCKET_MB;
@@ -45,7 +49,13 @@ export class GradientReducer {
   prepare(passes = 1): void { native.dist.reducerPrepare(this.live(), passes); }
 
   /** Starts the buckets not yet started, waits for all, writes the averages into .grad. */
-  async finish(): Promise<ReduceStats> { return native.dist.reducerFinish(this.live()); }
+  async finish(): Promise<ReduceStats> { return (this.lastStats = await native.dist.reducerFinish(this.live())); }
+
+  /**
+   * finish() on the calling thread, for synchronous steps. NCCL: the wait is stream-ordered (no
+   * host stall). Gloo: the thread waits for the all-reduce, as a CPU step waits for every op.
+   */
+  finishSync(): ReduceStats { return (this.lastStats = native.dist.reducerFinishSync(this.live())); }
 
   /** Removes the hooks. */
   dispose(): void {
@@ -58,6 +68,29 @@ export class GradientReducer {
     if (this.handle === null) throw new Error('GradientReducer: disposed');
     return this.handle;
   }
+}
+
+/** What a training step calls on its optimizer: zeroGrad() before backward, step(lr) after. */
+export interface SteppingOptimizer { zeroGrad(): void; step(lr: number): void }
+
+/**
+ * Makes a synchronous step of the form zeroGrad(); backward(); step(lr) (lib/train's trainStep)
+ * data-parallel without changing it: the optimizer's zeroGrad() also arms the reducer's hooks, and
+ * its step(lr) first completes the all-reduce, so it updates with the averaged gradients. Patches
+ * and returns `opt` itself.
+ */
+export function reduceGradientsInStep<T extends SteppingOptimizer>(opt: T, reducer: GradientReducer): T {
+  const zeroGrad = opt.zeroGrad.bind(opt);
+  const step = opt.step.bind(opt);
+  opt.zeroGrad = () => {
+    zeroGrad();
+    if (reducer.overlap) reducer.prepare();
+  };
+  opt.step = (lr: number) => {
+    reducer.finishSync();
+    step(lr);
+  };
+  return opt;
 }
 
 /**

@@ -6,6 +6,6 @@ export { Backend, ReduceOp, TCPStore, ProcessGroup, GroupOptions, StoreOptions, 
 export { DistEnv, DistEnvError, readDistEnv, expandNodelist, tasksOnNode } from './env';
 export { DistContext, InitOptions, initFromEnv, isLaunchedWorker } from './init';
 export { LaunchOptions, LaunchResult, WorkerFailure, launch, freePort, addLaunchOptions, launchOptionsFrom } from './launch';
-export { GradientReducer, ReduceStats, broadcastTensors, broadcastModule, DEFAULT_BUCKET_MB } from './ddp';
+export { GradientReducer, ReduceStats, SteppingOptimizer, reduceGradientsInStep, broadcastTensors, broadcastModule, DEFAULT_BUCKET_MB } from './ddp';
 export { SyncBatchNorm, syncBatchNorm, convertSyncBatchNorm } from './syncbn';
 export { StopSignal, INTERRUPTED_EXIT_CODE, STOP_MESSAGE, ABORT_MESSAGE } from './stop';

@@ -32,6 +32,11 @@ export interface LaunchOptions {
   killGraceMs?: number;
   /** Stderr lines kept per worker for the failure report. Default 20. */
   tailLines?: number;
+  /**
+   * When the first worker to fail failed in a collective (a peer went away), how long to wait for
+   * the worker that caused it, so the report names the cause. Default 2000.
+   */
+  settleMs?: number;
   /** Where the launcher's own messages go (default stderr). */
   log?: (message: string) => void;
   /** Forward SIGINT/SIGTERM of this process to the workers (default true). */
@@ -49,7 +54,10 @@ export interface WorkerFailure {
 export interface LaunchResult {
   /** What the launcher should exit with: the failed worker's code (128+signal), 130 after an interrupt, else 0. */
   exitCode: number;
+  /** The worker that ended the job (preferring one that did not just lose a peer). */
   failed: WorkerFailure | null;
+  /** Every worker that failed on its own before the others were stopped, in exit order. */
+  failures: WorkerFailure[];
   interrupted: boolean;
   /** The failure report that was logged, null when none. */
   message: string | null;
@@ -84,6 +92,13 @@ function slurmNodes(env: Record<string, string | undefined>): { nnodes: number; 
   return { nnodes, nodeRank: Number(env.SLURM_NODEID), masterAddr: addr, masterPort: port };
 }
 
+/** Our collective errors name the rank and backend; Gloo and NCCL name themselves. */
+const COLLECTIVE_FAILURE = /rank \d+ of \d+ \((gloo|nccl)\)|gloo::|NCCL error|ProcessGroupNCCL/;
+
+function lostPeer(f: WorkerFailure): boolean {
+  return f.lastLines.some((l) => COLLECTIVE_FAILURE.test(l));
+}
+
 interface Worker {
   rank: number;
   child: ChildProcess;
@@ -111,12 +126,15 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const args = o.args ?? process.argv.slice(2);
   const grace = o.killGraceMs ?? 5000;
   const keep = o.tailLines ?? 20;
+  const settleMs = o.settleMs ?? 2000;
   const log = o.log ?? ((m: string) => { process.stderr.write(`${m}\n`); });
   const threads = String(Math.max(1, Math.floor(os.cpus().length / nproc)));
 
   return new Promise<LaunchResult>((resolve) => {
     const workers: Worker[] = [];
     let failed: WorkerFailure | null = null;
+    const failures: WorkerFailure[] = [];
+    let settle: NodeJS.Timeout | null = null;
     let interrupted = false;
     let signals = 0;
     let killTimer: NodeJS.Timeout | null = null;
@@ -143,8 +161,18 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     const handle = o.handleSignals ?? true;
     if (handle) { process.on('SIGINT', onSignal); process.on('SIGTERM', onSignal); }
 
+    // Picks the culprit and stops the other workers (told first, killed after the grace period).
+    const decide = (): void => {
+      if (failed) return;
+      if (settle) clearTimeout(settle);
+      failed = failures.find((f) => !lostPeer(f)) ?? failures[0];
+      for (const other of live()) { tell(other, ABORT_MESSAGE); try { other.child.kill('SIGTERM'); } catch { /* gone */ } }
+      if (live().length) killTimer = setTimeout(() => killAll('SIGKILL'), grace);
+    };
+
     const finish = (): void => {
       if (killTimer) clearTimeout(killTimer);
+      if (settle) clearTimeout(settle);
       if (handle) { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); }
       let exitCode = 0;
       let message: string | null = null;
@@ -153,14 +181,16 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
         exitCode = f.code ?? 128 + (f.signal ? os.constants.signals[f.signal] ?? 0 : 0);
         const how = f.code !== null ? `exited with code ${f.code}` : `was killed by ${f.signal}`;
         const others = workers.length - 1;
+        const alsoLost = failures.filter((x) => x !== f).map((x) => x.rank);
         message = `soco-train: worker rank ${f.rank} (pid ${f.pid}) ${how}` +
-          (others ? `; stopped the other ${others} worker(s) of this node` : '') + '.\n' +
+          (others ? `; stopped the other ${others} worker(s) of this node` : '') +
+          (alsoLost.length ? ` (rank ${alsoLost.join(', ')} failed too, after losing it)` : '') + '.\n' +
           (f.lastLines.length ? `Last lines of its stderr:\n${f.lastLines.map((l) => `  ${l}`).join('\n')}` : 'It wrote nothing to stderr.');
         log(message);
       } else if (interrupted) {
         exitCode = INTERRUPTED_EXIT_CODE;
       }
-      resolve({ exitCode, failed, interrupted, message });
+      resolve({ exitCode, failed, failures, interrupted, message });
     };
 
     const onExit = (wk: Worker, code: number | null, signal: NodeJS.Signals | null): void => {
@@ -169,11 +199,16 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       if (wk.partial) { wk.tail.push(wk.partial); wk.partial = ''; }
       const ok = code === 0 || (interrupted && code === INTERRUPTED_EXIT_CODE);
       if (!ok && !failed) {
-        failed = { rank: wk.rank, pid: wk.child.pid, code, signal, lastLines: wk.tail.slice(-keep) };
-        for (const other of live()) { tell(other, ABORT_MESSAGE); try { other.child.kill('SIGTERM'); } catch { /* gone */ } }
-        if (live().length) killTimer = setTimeout(() => killAll('SIGKILL'), grace);
+        const f: WorkerFailure = { rank: wk.rank, pid: wk.child.pid, code, signal, lastLines: wk.tail.slice(-keep) };
+        failures.push(f);
+        // A worker that only lost a peer is rarely the cause: give the cause a moment to exit.
+        if (!lostPeer(f) || !live().length) decide();
+        else if (!settle) settle = setTimeout(decide, settleMs);
       }
-      if (!live().length) finish();
+      if (!live().length) {
+        if (failures.length) decide();
+        finish();
+      }
     };
 
     for (let local = 0; local < nproc; local++) {
