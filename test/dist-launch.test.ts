@@ -9,9 +9,12 @@ import * as dist from '../lib/dist';
 
 const WORKER = path.join(__dirname, 'dist-worker.js');
 
+const dirs: string[] = [];
+
 /** Runs a worker scenario on 2 processes; the launcher's own messages are collected, not printed. */
 async function run(scenario: string, args: string[] = []): Promise<{ result: dist.LaunchResult; out: string; log: string[] }> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), `soco-dist-${scenario}-`));
+  dirs.push(out);
   const log: string[] = [];
   const result = await dist.launch({ nprocPerNode: 2, script: WORKER, args: [scenario, out, ...args], execArgv: [], log: (m) => log.push(m), handleSignals: false });
   return { result, out, log };
@@ -23,6 +26,7 @@ const lostPeerLines = (lines: string[]): boolean => lines.some((l) => /rank \d+ 
 
 describe('dist: launcher and collectives (2 processes, Gloo)', function () {
   this.timeout(90000);
+  after(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
 
   it('all_reduce sum/avg/max, broadcast, all_gather, barrier, store and in-flight collectives agree on both ranks', async () => {
     const { result, out, log } = await run('collectives');

@@ -286,7 +286,12 @@ async function soco(ctx: dist.DistContext | null, outDir: string, a: Args): Prom
   const reducer = group ? new dist.GradientReducer(group, t.params.map(([, p]) => p), { bucketCapMb: 2 }) : null;
   if (reducer) dist.reduceGradientsInStep(t.opt, reducer);
   const losses: number[] = [];
+  let live = -1;
   for (let step = start; step < a.steps; step++) {
+    // A step (SyncBN, bucketed all-reduce, loss average, stop vote) leaves no tensor behind; the
+    // first one creates the LARS momentum buffers.
+    if (live >= 0 && torch.liveTensors() !== live) throw new Error(`step ${step} began with ${torch.liveTensors()} live tensors, step ${step - 1} with ${live}`);
+    if (step > start) live = torch.liveTensors();
     const local = socoStep(t, step, a.batch, rank, world, reducer, step % a.overlapEvery === 0);
     let global = local;
     if (group) {
