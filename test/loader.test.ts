@@ -217,6 +217,23 @@ describe('loader', function () {
     [...host, ...dev].forEach(disposeBatch);
   });
 
+  it("delivers SoCo*'s four views and the C4 variant's two", async function () {
+    const star = new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: 2, seed: 4, geometry: { ...PAPER_GEOMETRY, socoStar: true }, log: () => undefined });
+    const c4 = new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: 2, seed: 4, geometry: officialGeometry('c4'), log: () => undefined });
+    for await (const b of star.epoch(0)) {
+      assert.deepEqual(b.views.map((v) => v.shape), [[2, 3, 224, 224], [2, 3, 224, 224], [2, 3, 112, 112], [2, 3, 192, 192]]);
+      disposeBatch(b);
+      break;
+    }
+    for await (const b of c4.epoch(0)) {
+      assert.deepEqual(b.views.map((v) => v.shape), [[2, 3, 224, 224], [2, 3, 224, 224]]);
+      disposeBatch(b);
+      break;
+    }
+    assert.throws(() => new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: 2, seed: 4, geometry: officialGeometry('c4'),
+      augmentations: [byolAugmentation(0)] }), /1 augmentations for 2 views \(c4\)/);
+  });
+
   it('shuffles per epoch and shards disjointly across ranks', function () {
     const mk = (rank: number, worldSize: number) => new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: 2, seed: 3, rank, worldSize });
     const e0 = mk(0, 1).plan(0).flat();
@@ -251,12 +268,13 @@ describe('loader', function () {
           assert.ok(!b.keys.includes('train/zz_truncated.jpg'));
           assert.equal(b.views[0].size(0), 4);
         }
+        // The 100x67 photo, smaller than every view, is delivered at full view size (upsampled).
+        assert.ok(batches.some((b) => b.keys.includes('train/zz_small.jpg')));
         batches.forEach(disposeBatch);
       }
       assert.deepEqual([...loader.stats.unreadable.keys()], ['train/zz_truncated.jpg']);
       assert.equal(logs.length, 1, 'logged once across epochs');
       assert.match(logs[0], /zz_truncated\.jpg.*truncated/i);
-      // The 100x67 image is smaller than every view: it comes out upsampled like the others.
       const strict = new SoCoLoader({ root: bad, files: all, proposals: store, batchSize: 4, seed: 11, log: () => undefined });
       await assert.rejects(collect(strict, 0), (e: unknown) =>
         e instanceof LoaderError && /1 of 16 images \(6\.25%\) are unreadable, more than 1\.00%/.test(e.message) &&
