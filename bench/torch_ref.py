@@ -3,7 +3,8 @@
 
 Reads commands on stdin, one per line, answers one number (seconds) per line:
   setup DEVICE THREADS      torch.set_num_threads(THREADS); tensors for both benchmarks on DEVICE
-  op N                      mean seconds per `a.add(b)` on 4-element float32 tensors over N calls
+  op N CLOCK                mean seconds per `a.add(b)` on 4-element float32 tensors over N calls,
+                            by CLOCK: 'cpu' (process CPU time) or 'wall'
   conv REPS                 median seconds per conv2d forward+backward (8x256x56x56, 3x3, 256->256)
 """
 import statistics
@@ -38,14 +39,15 @@ def main():
             out = torch.get_num_threads()
         elif cmd[0] == 'op':
             n = int(cmd[1])
+            clock = time.process_time if cmd[2] == 'cpu' else time.perf_counter
             for _ in range(1000):
                 a.add(b)
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(n):
                 a.add(b)
             sync()
-            out = (time.perf_counter() - t0) / n
+            out = (clock() - t0) / n
         elif cmd[0] == 'conv':
             times = []
             for _ in range(int(cmd[1])):

@@ -553,6 +553,17 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// freeMany(Int32Array of handles): what tidy() frees at the end of a scope, in one call.
+Napi::Value FreeMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    ThrowTorchError(env, "freeMany", "handles must be an Int32Array");
+  Napi::Int32Array ids = info[0].As<Napi::Int32Array>();
+  TensorTable& tt = Tensors(env);
+  for (size_t i = 0; i < ids.ElementLength(); i++) tt.Free(env, ids[i]);
+  return env.Undefined();
+}
+
 // dup(handle) -> a second handle to the same tensor (not a view: same leaf, grad and flags), so
 // that every call returns a handle the caller may dispose on its own.
 Napi::Value Dup(const Napi::CallbackInfo& info) {
@@ -920,6 +931,7 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
   fn("item", Item);
   fn("meta", Meta);
   fn("free", Free);
+  fn("freeMany", FreeMany);
   fn("dup", Dup);
   fn("liveCount", LiveCount);
   fn("liveBytes", LiveBytes);

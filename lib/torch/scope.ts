@@ -21,6 +21,8 @@ export interface Disposable {
 export interface Owned extends Disposable {
   readonly id: number;
   registered: boolean;
+  /** Marks the wrapper disposed and hands its handle over to be freed by the caller. */
+  takeHandle(): number;
 }
 
 interface Scope {
@@ -108,13 +110,17 @@ function collect(value: unknown, into: Set<Disposable>, seen: Set<unknown>): voi
     for (const v of Object.values(value as object)) collect(v, into, seen);
 }
 
+let handles = new Int32Array(256);
+
 function finish(scope: Scope, result: unknown): void {
   scope.done = true;
   const returned = new Set<Disposable>();
   if (result !== null && typeof result === 'object') collect(result, returned, new Set());
-  // The common case, nothing returned or kept, stays a plain loop of dispose() calls.
+  // The common case, nothing returned or kept, stays a plain loop.
   const keepSome = returned.size > 0 || scope.kept.size > 0;
   const parent = scope.parent;
+  // Tensors are freed in one native call for the whole scope; other disposables one by one.
+  let n = 0;
   for (const t of scope.created) {
     if (t.isDisposed) continue;
     const kept = keepSome && scope.kept.has(t);
@@ -123,11 +129,19 @@ function finish(scope: Scope, result: unknown): void {
       // too; a kept one, or one leaving the outermost scope, belongs to the caller (and the GC).
       if (parent && !parent.done && !kept) parent.created.push(t);
       else arm(t);
+    } else if (isOwned(t)) {
+      if (n === handles.length) {
+        const bigger = new Int32Array(n * 2);
+        bigger.set(handles);
+        handles = bigger;
+      }
+      handles[n++] = t.takeHandle();
     } else {
       t.dispose();
     }
   }
   scope.created.length = 0;
+  if (n > 0) native.freeMany(handles.subarray(0, n));
 }
 
 /**

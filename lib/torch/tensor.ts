@@ -137,6 +137,14 @@ export class Tensor implements Owned {
     this.id = -1;
   }
 
+  /** For tidy(): marks this disposed and returns the handle, which the caller frees (in bulk). */
+  takeHandle(): number {
+    const id = this.id;
+    release(this);
+    this.id = -1;
+    return id;
+  }
+
   private m(): Meta {
     if (this.id < 0) throw new TorchError('this tensor is disposed', 'Tensor');
     if (this.meta_) return this.meta_;
