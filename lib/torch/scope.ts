@@ -36,7 +36,7 @@ const storage = new AsyncLocalStorage<Scope>();
 const registry = new FinalizationRegistry<number>((id) => native.free(id));
 
 function isOwned(t: Disposable): t is Owned {
-  return typeof (t as Owned).registered === 'boolean';
+  return typeof (t as Owned).takeHandle === 'function';
 }
 
 let pending: Disposable[] = [];
@@ -110,7 +110,9 @@ function collect(value: unknown, into: Set<Disposable>, seen: Set<unknown>): voi
     for (const v of Object.values(value as object)) collect(v, into, seen);
 }
 
-let handles = new Int32Array(256);
+// A reused buffer of handles to free; taken (set to null) while a finish() runs, since a
+// non-tensor disposable's dispose() could itself end a nested scope.
+let spare: Int32Array | null = new Int32Array(256);
 
 function finish(scope: Scope, result: unknown): void {
   scope.done = true;
@@ -120,28 +122,37 @@ function finish(scope: Scope, result: unknown): void {
   const keepSome = returned.size > 0 || scope.kept.size > 0;
   const parent = scope.parent;
   // Tensors are freed in one native call for the whole scope; other disposables one by one.
+  let handles = spare ?? new Int32Array(256);
+  spare = null;
   let n = 0;
-  for (const t of scope.created) {
-    if (t.isDisposed) continue;
-    const kept = keepSome && scope.kept.has(t);
-    if (kept || (keepSome && returned.has(t))) {
-      // A returned tensor belongs to the enclosing scope now, which frees it unless it returns it
-      // too; a kept one, or one leaving the outermost scope, belongs to the caller (and the GC).
-      if (parent && !parent.done && !kept) parent.created.push(t);
-      else arm(t);
-    } else if (isOwned(t)) {
-      if (n === handles.length) {
-        const bigger = new Int32Array(n * 2);
-        bigger.set(handles);
-        handles = bigger;
+  try {
+    for (const t of scope.created) {
+      if (t.isDisposed) continue;
+      const kept = keepSome && scope.kept.has(t);
+      if (kept || (keepSome && returned.has(t))) {
+        // A returned tensor belongs to the enclosing scope now, which frees it unless it returns
+        // it too; a kept one, or one leaving the outermost scope, belongs to the caller (and GC).
+        if (parent && !parent.done && !kept) parent.created.push(t);
+        else arm(t);
+      } else if (isOwned(t)) {
+        if (n === handles.length) {
+          const bigger = new Int32Array(n * 2);
+          bigger.set(handles);
+          handles = bigger;
+        }
+        handles[n++] = t.takeHandle();
+      } else {
+        t.dispose();
       }
-      handles[n++] = t.takeHandle();
-    } else {
-      t.dispose();
+    }
+  } finally {
+    scope.created.length = 0;
+    try {
+      if (n > 0) native.freeMany(handles.subarray(0, n));
+    } finally {
+      spare = handles;
     }
   }
-  scope.created.length = 0;
-  if (n > 0) native.freeMany(handles.subarray(0, n));
 }
 
 /**
