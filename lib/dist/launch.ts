@@ -52,7 +52,7 @@ export interface WorkerFailure {
 }
 
 export interface LaunchResult {
-  /** What the launcher should exit with: the failed worker's code (128+signal), 130 after an interrupt, else 0. */
+  /** What the launcher should exit with: the failed worker's code (128+signal), 130 when interrupted workers exited with it, else 0. */
   exitCode: number;
   /** The worker that ended the job (preferring one that did not just lose a peer). */
   failed: WorkerFailure | null;
@@ -105,6 +105,7 @@ interface Worker {
   tail: string[];
   partial: string;
   done: boolean;
+  code: number | null;
 }
 
 /** Starts the workers of this node and resolves when all have exited. */
@@ -187,8 +188,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
           (alsoLost.length ? ` (rank ${alsoLost.join(', ')} failed too, after losing it)` : '') + '.\n' +
           (f.lastLines.length ? `Last lines of its stderr:\n${f.lastLines.map((l) => `  ${l}`).join('\n')}` : 'It wrote nothing to stderr.');
         log(message);
-      } else if (interrupted) {
-        exitCode = INTERRUPTED_EXIT_CODE;
+      } else if (interrupted && workers.some((wk) => wk.code === INTERRUPTED_EXIT_CODE)) {
+        exitCode = INTERRUPTED_EXIT_CODE; // else the workers stopped cleanly and said so with 0
       }
       resolve({ exitCode, failed, failures, interrupted, message });
     };
@@ -196,6 +197,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     const onExit = (wk: Worker, code: number | null, signal: NodeJS.Signals | null): void => {
       if (wk.done) return;
       wk.done = true;
+      wk.code = code;
       if (wk.partial) { wk.tail.push(wk.partial); wk.partial = ''; }
       const ok = code === 0 || (interrupted && code === INTERRUPTED_EXIT_CODE);
       if (!ok && !failed) {
@@ -229,7 +231,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       };
       // detached: a terminal's Ctrl-C reaches only the launcher, which then tells each worker once.
       const child = fork(script, args, { env, execArgv: o.execArgv ?? process.execArgv, stdio: ['inherit', 'inherit', 'pipe', 'ipc'], detached: true });
-      const wk: Worker = { rank, child, tail: [], partial: '', done: false };
+      const wk: Worker = { rank, child, tail: [], partial: '', done: false, code: null };
       workers.push(wk);
       child.stderr?.setEncoding('utf8');
       child.stderr?.on('data', (chunk: string) => {

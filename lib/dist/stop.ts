@@ -49,6 +49,8 @@ export class StopSignal {
     if (process.send) {
       process.on('message', onMessage);
       process.on('disconnect', onDisconnect);
+      // Listening must not keep a worker that has finished alive.
+      (process as unknown as { channel?: { unref(): void } }).channel?.unref();
       this.cleanups.push(() => { process.off('message', onMessage); process.off('disconnect', onDisconnect); });
     }
   }
