@@ -26,13 +26,18 @@ describe('train step', function () {
   let model: SoCoModel;
   let opt: LARS;
   let batch: SoCoView[];
+  let threads = 1;
   before(() => {
+    // One intra-op thread: on oversubscribed cores OpenMP's spinning barriers make 2 threads slower.
+    threads = torch.getNumThreads();
+    torch.setNumThreads(1);
     torch.manualSeed(0);
     model = new SoCoModel({ depth: 18, projectorHidden: 64, predictorHidden: 64, embedDim: 32 });
     opt = new LARS([...model.online.namedParameters('online'), ...model.predictor.namedParameters('predictor')]);
     batch = views(1, 2, 2, [64, 64, 32]);
   });
   after(() => {
+    torch.setNumThreads(threads);
     opt.dispose();
     for (const v of batch) { v.image.dispose(); v.boxes.dispose(); }
     for (const t of [...model.parameters(), ...model.buffers()]) t.dispose();

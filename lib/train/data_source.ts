@@ -1,0 +1,152 @@
+// The trainer's view of lib/data: builds the SoCoLoader from a TrainConfig, checks the image
+// folder and the proposal store before any work, and turns loader batches into model input.
+import * as fs from 'fs';
+import * as path from 'path';
+import { arange, cat, tidy } from '../torch';
+import { SoCoView } from '../model';
+import { SoCoLoader, Batch, disposeBatch } from '../data/loader';
+import { ProposalStore } from '../data/proposal_store';
+import { GeometryOptions, PAPER_GEOMETRY } from '../data/views_geometry';
+import { TrainConfig } from './config';
+import type { BatchSource, TrainBatch } from './trainer';
+import { anchorPairs } from './step';
+
+const IMAGE_EXT = /\.(jpe?g|png|webp)$/i;
+
+/**
+ * Image files under root, sorted, as '/'-separated paths relative to root: the keys
+ * `soco-train proposals generate` stores boxes under.
+ */
+export function listImageFiles(root: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    const entries = fs.readdirSync(path.join(root, rel), { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(r);
+      else if ((e.isFile() || e.isSymbolicLink()) && IMAGE_EXT.test(e.name)) out.push(r);
+    }
+  };
+  walk('');
+  return out;
+}
+
+/** Config keys the view geometry cannot honour yet, with the reason (checked before any work). */
+export function unsupportedByGeometry(c: TrainConfig): string[] {
+  const out: string[] = [];
+  if (c.v2Size !== 224) out.push(`v2Size ${c.v2Size} (the view geometry fixes V2 at 224)`);
+  const star = c.socoStar;
+  if (c.arch === 'fpn') {
+    const v3 = c.viewLayout === 'official' && star ? 192 : 112;
+    if (c.v3Size !== 112 && c.v3Size !== v3) out.push(`v3Size ${c.v3Size} (the view geometry fixes V3 at ${v3} in the ${c.viewLayout} layout)`);
+    if (star && c.v4Size !== 192) out.push(`v4Size ${c.v4Size} (the view geometry fixes V4 at ${c.viewLayout === 'official' ? 112 : 192})`);
+    if (!c.multiView) out.push('multiView false (the view geometry always builds V3 for arch fpn)');
+  }
+  if (c.proposalSource === 'random') out.push("proposalSource 'random' (the loader has no random-box source)");
+  return out;
+}
+
+export function geometryOptions(c: TrainConfig): GeometryOptions {
+  return {
+    ...PAPER_GEOMETRY,
+    arch: c.arch, socoStar: c.socoStar, k: c.k, cropScale: c.cropScale, cropRatio: c.cropRatio, cropFromRaw: c.cropFromRaw,
+    layout: c.viewLayout, keepClipped: c.keepClipped, jitter: c.jitter, jitterProb: c.jitterProb, jitterRange: c.jitterRange,
+    flipProb: c.flipProb, v1Size: c.v1Size, levelThresholds: c.levelThresholds,
+  };
+}
+
+/**
+ * Opens the proposal store and checks that it was made for these images: a sample of up to
+ * `sample` files spread over the list must be found in it. Fails naming both paths otherwise.
+ */
+export function openProposals(file: string, imagesDir: string, files: readonly string[], sample = 2000): { store: ProposalStore; coverage: number } {
+  let store: ProposalStore;
+  try {
+    store = ProposalStore.open(file);
+  } catch (e) {
+    throw new Error(`--proposals ${file}: cannot open it as a proposal store (${(e as Error).message})`);
+  }
+  const step = Math.max(1, Math.floor(files.length / sample));
+  let seen = 0;
+  let hit = 0;
+  for (let i = 0; i < files.length; i += step) {
+    seen++;
+    if (store.has(files[i])) hit++;
+  }
+  const coverage = hit / Math.max(1, seen);
+  if (coverage < 0.5) {
+    const root = typeof store.meta.root === 'string' ? ` (it was made from ${store.meta.root})` : '';
+    throw new Error(`--proposals ${file} has boxes for ${hit} of ${seen} sampled images of --images ${imagesDir}${root}: ` +
+      `it belongs to another image set. Generate one with \`soco-train proposals generate --images ${imagesDir} --out NEW_FILE\``);
+  }
+  return { store, coverage };
+}
+
+/** Loader batch -> the model's views ([N*K, 5] boxes with the batch index) and the loss pairs. */
+export function toTrainBatch(b: Batch): TrainBatch {
+  const views: SoCoView[] = tidy(() => b.views.map((image, v) => {
+    const [n, k] = b.boxes[v].shape;
+    const idx = arange(0, n, 1, { dtype: 'float32', device: image.device }).view(n, 1, 1).expand(n, k, 1);
+    return { image, boxes: cat([idx, b.boxes[v]], 2).view(n * k, 5), levels: b.levels[v].reshape(n * k) };
+  }));
+  return {
+    views,
+    pairs: anchorPairs(views.length),
+    images: b.images.length,
+    dispose: () => {
+      for (const v of views) { v.boxes.dispose(); v.levels?.dispose(); }
+      disposeBatch(b);
+    },
+  };
+}
+
+export interface DataSourceInfo { files: number; proposalCoverage: number | null; log: (m: string) => void }
+
+/** A BatchSource over lib/data's SoCoLoader for one process (world size 1). */
+export async function createBatchSource(c: TrainConfig, device: string, log: (m: string) => void = (m) => console.warn(m)): Promise<BatchSource> {
+  const unsupported = unsupportedByGeometry(c);
+  if (unsupported.length) throw new Error(`not supported by the data pipeline yet: ${unsupported.join('; ')}`);
+  const root = path.resolve(c.images);
+  const files = listImageFiles(root);
+  if (files.length === 0) throw new Error(`--images ${c.images}: no .jpg/.jpeg/.png/.webp files in it`);
+  let store: ProposalStore | null = null;
+  if (c.proposalSource === 'selective-search') {
+    const r = openProposals(c.proposals, c.images, files);
+    store = r.store;
+    if (r.coverage < 1) log(`proposals: ${(100 * r.coverage).toFixed(1)}% of the sampled images have boxes; the others use the whole image`);
+  }
+  const loader = new SoCoLoader({
+    root, files, proposals: store, batchSize: c.batchSize, seed: c.seed, prefetch: c.prefetch, device,
+    geometry: geometryOptions(c), log,
+  });
+  return {
+    numImages: files.length,
+    itersPerEpoch: loader.length,
+    epoch(e: number, startIter: number): AsyncIterator<TrainBatch> {
+      const gen = loader.epoch(e);
+      let skipped = 0;
+      return {
+        async next(): Promise<IteratorResult<TrainBatch>> {
+          // Resume mid-epoch: the batches before startIter are drawn (so the epoch's sequence is
+          // the same) and dropped.
+          while (skipped < startIter) {
+            const r = await gen.next();
+            if (r.done) return { done: true, value: undefined };
+            disposeBatch(r.value);
+            skipped++;
+          }
+          const r = await gen.next();
+          if (r.done) return { done: true, value: undefined };
+          return { done: false, value: toTrainBatch(r.value) };
+        },
+        async return(): Promise<IteratorResult<TrainBatch>> {
+          await gen.return(undefined);
+          return { done: true, value: undefined };
+        },
+      };
+    },
+    async close(): Promise<void> { store?.close(); },
+  };
+}
+

@@ -1,0 +1,362 @@
+// SoCoTrainer: owns time. It checks everything it can before any work, builds the model, LARS and
+// the loader, resumes exactly from a checkpoint, then runs iterations with the lr and tau of each
+// step, logs, checkpoints, and stops cleanly on request (Ctrl-C / SIGTERM in the CLI).
+//
+// Exact resume: the schedules are pure functions of the step; the loader's randomness is a
+// function of (seed, epoch, image index); the checkpoint holds the online and target weights
+// (BN statistics included), the LARS momentum buffers, the step, the tau step and LibTorch's RNG
+// states. So iterations k+1.. after a resume from step k repeat those of an uninterrupted run.
+import { EventEmitter } from 'events';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as torch from '../torch';
+import type { Saveable } from '../torch/serialize';
+import { SoCoModel, SoCoView, exportDetectron2, detectron2Yaml } from '../model';
+import { LARS } from './lars';
+import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources } from './config';
+import { lrAt, tauAt, scaledLr, LrSchedule, checkLrSchedule } from './schedules';
+import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, residentMiB } from './metrics';
+import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './checkpoint_saver';
+import { NonFiniteLossError, ViewPair, trainStep } from './step';
+import { createBatchSource } from './data_source';
+
+/** One batch as the trainer consumes it (built from lib/data's loader by the data adapter). */
+export interface TrainBatch {
+  views: SoCoView[];
+  pairs: ViewPair[];
+  /** Images in this batch (this process). */
+  images: number;
+  /** Frees the batch's tensors. */
+  dispose(): void;
+}
+
+/** Deterministic batches: epoch e from iteration i gives the same batches in every run. */
+export interface BatchSource {
+  readonly numImages: number;
+  readonly itersPerEpoch: number;
+  epoch(e: number, startIter: number): AsyncIterator<TrainBatch>;
+  close(): Promise<void>;
+}
+
+/** Writes and reads checkpoint state (lib/torch's PyTorch-format save/load). */
+export interface CheckpointIO {
+  save(file: string, state: Record<string, unknown>): void;
+  load(file: string): Record<string, unknown>;
+}
+
+export interface TrainerHooks {
+  /** Builds the loader for the resolved config (default: lib/data's SoCoLoader). */
+  createBatchSource(config: TrainConfig, device: string, log: (m: string) => void): Promise<BatchSource>;
+  /** Default: lib/torch's save/load (PyTorch zip format, atomic writes). */
+  io: CheckpointIO;
+}
+
+const DEFAULT_HOOKS: TrainerHooks = {
+  createBatchSource,
+  io: { save: (file, state) => torch.save(file, state as Saveable), load: (file) => torch.load(file) as Record<string, unknown> },
+};
+
+export interface CheckpointEvent { path: string; step: number; reason: 'interval' | 'epoch' | 'end' | 'stop' }
+export interface TrainResult {
+  steps: number;
+  stoppedEarly: boolean;
+  lastCheckpoint: string | null;
+  finalLoss: number;
+}
+
+/** Keys that must match between a checkpoint and the resuming config (they change the model or the step sequence). */
+const RESUME_KEYS: (keyof TrainConfig)[] = [
+  'arch', 'depth', 'fpn', 'head', 'scaleAware', 'singleLevel', 'poolAllLevels', 'levelThresholds', 'projectorHidden', 'predictorHidden',
+  'embedDim', 'batchSize', 'epochs', 'maxIters', 'baseLr', 'warmupEpochs', 'warmupStartFactor', 'minLr', 'tau0', 'seed', 'k',
+];
+
+export class SoCoTrainer extends EventEmitter {
+  readonly config: TrainConfig;
+  readonly resolved: ResolvedConfig;
+  model: SoCoModel | null = null;
+  optimizer: LARS | null = null;
+  /** Completed iterations. */
+  step = 0;
+  private data: BatchSource | null = null;
+  private stopReason: string | null = null;
+  private saver: CheckpointSaver;
+  private lastCheckpoint: string | null = null;
+  private device = 'cpu';
+  private schedule: LrSchedule | null = null;
+  private totalIters = 0;
+  private readonly hooks: TrainerHooks;
+
+  constructor(config: Partial<TrainConfig> | ResolvedConfig | ConfigSources = {}, hooks: Partial<TrainerHooks> = {}) {
+    super();
+    this.resolved = isResolved(config) ? config
+      : isSources(config) ? resolveConfig(config)
+        : resolveConfig({ overrides: config as Partial<TrainConfig> });
+    this.config = this.resolved.config;
+    this.saver = new CheckpointSaver(path.resolve(this.config.out), this.config.keepCheckpoints);
+    this.hooks = { ...DEFAULT_HOOKS, ...hooks };
+  }
+
+  /** Asks the run to stop after the current iteration, writing a checkpoint. */
+  stop(reason = 'stop requested'): void { this.stopReason ??= reason; }
+
+  get outDir(): string { return path.resolve(this.config.out); }
+
+  /** Checks that need no model: folders, proposal store, device, resume target. Throws naming the problem. */
+  preflight(): { resumeFrom: string | null } {
+    const c = this.config;
+    if (!c.images) throw new Error('--images is required: the folder of training images');
+    const images = path.resolve(c.images);
+    if (!fs.existsSync(images)) throw new Error(`--images ${c.images}: no such folder`);
+    if (!fs.statSync(images).isDirectory()) throw new Error(`--images ${c.images}: not a folder`);
+    if (c.proposalSource === 'selective-search') {
+      if (!c.proposals) throw new Error('--proposals is required with proposalSource selective-search (make one with `soco-train proposals generate`)');
+      if (!fs.existsSync(c.proposals)) throw new Error(`--proposals ${c.proposals}: no such file (make it with \`soco-train proposals generate --images ${c.images} --out ${c.proposals}\`)`);
+    }
+    checkWritableDir(this.outDir);
+    this.device = resolveDevice(c.device);
+    if (c.precision === 'bf16' || c.precision === 'fp16')
+      throw new Error(`--precision ${c.precision}: mixed precision needs autocast in lib/torch, which this build does not have yet; use --precision fp32`);
+    let resumeFrom: string | null = null;
+    const last = path.join(this.outDir, LAST);
+    if (c.resume === 'auto') resumeFrom = fs.existsSync(last) ? last : null;
+    else if (c.resume === 'must') {
+      if (!fs.existsSync(last)) throw new Error(`--resume: ${this.outDir} has no ${LAST} to continue from`);
+      resumeFrom = last;
+    } else if (c.resume === 'never') {
+      if (fs.existsSync(last)) throw new Error(`--out ${c.out} already holds a run (${LAST}); resume it (--resume) or choose another --out`);
+    } else {
+      if (!fs.existsSync(c.resume)) throw new Error(`--resume ${c.resume}: no such checkpoint`);
+      resumeFrom = path.resolve(c.resume);
+    }
+    return { resumeFrom };
+  }
+
+  /** Builds model, optimizer and loader; resumes when asked. Idempotent. */
+  async prepare(): Promise<void> {
+    if (this.model) return;
+    const { resumeFrom } = this.preflight();
+    const c = this.config;
+    torch.manualSeed(c.seed);
+    this.data = await this.hooks.createBatchSource(c, this.device, (m) => this.emit('warning', m));
+    const ipe = this.data.itersPerEpoch;
+    if (ipe < 1) throw new Error(`--batch-size ${c.batchSize} is larger than the data set (${this.data.numImages} images): lower it`);
+    this.totalIters = c.maxIters > 0 ? c.maxIters : c.epochs * ipe;
+    this.schedule = {
+      peakLr: scaledLr(c.baseLr, c.batchSize),
+      warmupIters: Math.min(this.totalIters, Math.round(c.warmupEpochs * ipe)),
+      totalIters: this.totalIters,
+      warmupStartFactor: c.warmupStartFactor,
+      minLr: c.minLr,
+    };
+    checkLrSchedule(this.schedule);
+    const model = new SoCoModel({
+      arch: c.arch, depth: c.depth, fpn: c.arch === 'fpn' ? c.fpn : undefined, head: c.head, scaleAware: c.scaleAware,
+      singleLevel: c.singleLevel, poolAllLevels: c.poolAllLevels, levelThresholds: c.levelThresholds,
+      projectorHidden: c.projectorHidden, predictorHidden: c.predictorHidden, embedDim: c.embedDim,
+    });
+    if (this.device !== 'cpu') model.to(this.device);
+    model.train();
+    this.model = model;
+    this.optimizer = new LARS(this.trainedParameters(), { momentum: c.momentum, weightDecay: c.weightDecay, trustCoefficient: c.trustCoefficient });
+    // A checkpoint holds online + target + momentum: about 3x the online weights, plus a second
+    // copy while last.pth switches.
+    const bytes = model.parameters().reduce((s, p) => s + p.numel * 4, 0) * 2.2;
+    checkFreeSpace(this.outDir, bytes);
+    if (resumeFrom) this.restore(resumeFrom);
+    fs.writeFileSync(path.join(this.outDir, 'config.json'), JSON.stringify({ ...c, presets: this.resolved.presets }, null, 2) + '\n');
+  }
+
+  private trainedParameters(): [string, torch.Tensor][] {
+    const m = this.model!;
+    return [...m.online.namedParameters('online'), ...m.predictor.namedParameters('predictor')];
+  }
+
+  /** The checkpoint state: a nested record of tensors, numbers and strings. */
+  checkpointState(): Record<string, unknown> {
+    const m = this.model!;
+    const online: Record<string, torch.Tensor> = { ...m.online.stateDict('online.'), ...m.predictor.stateDict('predictor.') };
+    const rng: Record<string, torch.Tensor> = { cpu: torch.getRngState('cpu') };
+    if (this.device.startsWith('cuda')) rng.cuda = torch.getRngState(this.device);
+    return {
+      format: 'soco-train checkpoint 1',
+      step: this.step,
+      tauStep: this.step,
+      epoch: this.data ? Math.floor(this.step / this.data.itersPerEpoch) : 0,
+      online,
+      target: m.target.stateDict('target.'),
+      optimizer: this.optimizer!.stateDict(),
+      rng,
+      config: JSON.stringify(this.config),
+    };
+  }
+
+  /** Writes a checkpoint of the current step; returns its path. */
+  saveCheckpoint(reason: CheckpointEvent['reason']): CheckpointEvent {
+    const state = this.checkpointState();
+    try {
+      const saved = this.saver.save(this.step, (file) => this.hooks.io.save(file, state));
+      this.lastCheckpoint = this.saver.lastPath;
+      const ev: CheckpointEvent = { path: saved.path, step: this.step, reason };
+      this.emit('checkpoint', ev);
+      return ev;
+    } finally {
+      for (const t of Object.values(state.rng as Record<string, torch.Tensor>)) t.dispose();
+    }
+  }
+
+  private restore(file: string): void {
+    let st: Record<string, unknown>;
+    try {
+      st = this.hooks.io.load(file);
+    } catch (e) {
+      throw new Error(`cannot read checkpoint ${file}: ${(e as Error).message}`);
+    }
+    if (st.format !== 'soco-train checkpoint 1') throw new Error(`${file} is not a soco-train training checkpoint (format ${JSON.stringify(st.format)})`);
+    const saved = JSON.parse(String(st.config)) as TrainConfig;
+    const diff = RESUME_KEYS.filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(this.config[k]));
+    if (diff.length)
+      throw new Error(`cannot resume from ${file}: ${diff.map((k) => `${k} was ${JSON.stringify(saved[k])}, now ${JSON.stringify(this.config[k])}`).join('; ')}. Use the run's settings or start a new --out`);
+    const m = this.model!;
+    const online = st.online as Record<string, torch.Tensor>;
+    const strip = (rec: Record<string, torch.Tensor>, prefix: string): Record<string, torch.Tensor> =>
+      Object.fromEntries(Object.entries(rec).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+    m.online.loadStateDict(strip(online, 'online.'));
+    m.predictor.loadStateDict(strip(online, 'predictor.'));
+    m.target.loadStateDict(strip(st.target as Record<string, torch.Tensor>, 'target.'));
+    this.optimizer!.loadStateDict(st.optimizer as { steps: number; momentum: Record<string, torch.Tensor> });
+    const rng = st.rng as Record<string, torch.Tensor>;
+    torch.setRngState(rng.cpu, 'cpu');
+    if (rng.cuda && this.device.startsWith('cuda')) torch.setRngState(rng.cuda, this.device);
+    this.step = Number(st.step);
+    if (Number(st.tauStep) !== this.step) throw new Error(`${file}: tau step ${String(st.tauStep)} differs from step ${this.step}`);
+    this.lastCheckpoint = file;
+    disposeDeep(st);
+    this.emit('resume', { path: file, step: this.step });
+  }
+
+  /** lr and tau used by iteration `it` (0-based). tau is applied after that iteration's update. */
+  scheduleAt(it: number): { lr: number; tau: number } {
+    if (!this.schedule) throw new Error('SoCoTrainer: call prepare() or train() first');
+    // EMA after update `it` with tau(it + 1): the same target weights as the authors' EMA
+    // before the target forward of the next iteration.
+    return { lr: lrAt(it, this.schedule), tau: tauAt(it + 1, this.config.tau0, this.totalIters) };
+  }
+
+  get iterations(): number { return this.totalIters; }
+
+  async train(): Promise<TrainResult> {
+    await this.prepare();
+    const c = this.config;
+    const data = this.data!;
+    const model = this.model!;
+    const opt = this.optimizer!;
+    const ipe = data.itersPerEpoch;
+    const metrics = new MetricsWriter(this.outDir, this.step);
+    const tp = new Throughput();
+    let finalLoss = NaN;
+    let collapseWarned = false;
+    let lastSaved = -1;
+    try {
+      while (this.step < this.totalIters && !this.stopReason) {
+        const epoch = Math.floor(this.step / ipe);
+        const it = data.epoch(epoch, this.step % ipe);
+        try {
+          while (this.step < this.totalIters && !this.stopReason) {
+            const t0 = performance.now();
+            const next = await it.next();
+            const waited = (performance.now() - t0) / 1000;
+            if (next.done) break;
+            const batch = next.value;
+            const { lr, tau } = this.scheduleAt(this.step);
+            const logNow = (this.step + 1) % c.logEvery === 0 || this.step + 1 === this.totalIters;
+            let r;
+            try {
+              r = trainStep(model, opt, batch.views, batch.pairs, {
+                lr, tau, normalization: c.lossNormalization, measureStd: logNow, step: this.step, lastCheckpoint: this.lastCheckpoint,
+              });
+            } finally {
+              batch.dispose();
+            }
+            this.step++;
+            finalLoss = r.loss;
+            tp.step(batch.images, (performance.now() - t0) / 1000, waited);
+            this.emit('iteration', { step: this.step, loss: r.loss, lr, tau, pairs: r.pairs });
+            if (logNow) {
+              const w = tp.window();
+              const rec: MetricRecord = {
+                iter: this.step, epoch: Math.floor((this.step - 1) / ipe), loss: r.loss, lr, tau,
+                imagesPerSec: w.imagesPerSec, secPerIter: w.secPerIter, dataWaitFrac: w.dataWaitFrac,
+                memoryMiB: residentMiB(), embeddingStd: r.embeddingStd, pairs: r.pairs, time: Date.now(),
+              };
+              metrics.write(rec);
+              const line = progressLine(rec, { epochs: Math.ceil(this.totalIters / ipe), totalIters: this.totalIters, etaSeconds: tp.meanStepSeconds * (this.totalIters - this.step) });
+              this.emit('log', rec, line);
+              if (isCollapsed(r.embeddingStd, c.embedDim) && !collapseWarned) {
+                collapseWarned = true;
+                this.emit('warning', `embedding std ${r.embeddingStd.toExponential(2)} at iteration ${this.step} is near 0: the representation is collapsing (Table 5(d): tau0 0.98 collapses; check tau0, lr and batch size)`);
+              }
+            }
+            const epochEnd = this.step % ipe === 0;
+            if (this.step === this.totalIters) { this.saveCheckpoint('end'); lastSaved = this.step; }
+            else if (epochEnd) { this.saveCheckpoint('epoch'); lastSaved = this.step; }
+            else if (c.checkpointEvery > 0 && this.step % c.checkpointEvery === 0) { this.saveCheckpoint('interval'); lastSaved = this.step; }
+            if (epochEnd) break;
+          }
+        } finally {
+          await it.return?.();
+        }
+      }
+      if (this.stopReason && lastSaved !== this.step) { this.saveCheckpoint('stop'); lastSaved = this.step; }
+    } finally {
+      metrics.close();
+    }
+    return { steps: this.step, stoppedEarly: this.step < this.totalIters, lastCheckpoint: this.lastCheckpoint, finalLoss };
+  }
+
+  /**
+   * Writes the online network's detector weights for Detectron2 (PyTorch zip, torch.load-able
+   * with weights_only=True; lib/model's exportDetectron2 names) and a ready Mask R-CNN 1x
+   * fine-tuning YAML next to it. Default: OUT/detectron2.pth and OUT/detectron2_mask_rcnn_1x.yaml.
+   */
+  exportDetectron2(file = path.join(this.outDir, 'detectron2.pth')): { weights: string; config: string } {
+    if (!this.model) throw new Error('exportDetectron2: no model (call train() or prepare() first)');
+    const exp = exportDetectron2(this.model);
+    const weights = path.resolve(file);
+    fs.mkdirSync(path.dirname(weights), { recursive: true });
+    torch.save(weights, { ...exp.checkpoint } as unknown as Saveable);
+    const config = weights.replace(/\.pth$/i, '') + '_mask_rcnn_1x.yaml';
+    fs.writeFileSync(config, detectron2Yaml(exp.arch, weights, this.config.depth));
+    return { weights, config };
+  }
+
+  /** Releases the loader and the model's tensors. */
+  async close(): Promise<void> {
+    await this.data?.close();
+    this.data = null;
+    this.optimizer?.dispose();
+    if (this.model) for (const t of [...this.model.parameters(), ...this.model.buffers()]) t.dispose();
+    this.model = null;
+    this.optimizer = null;
+  }
+}
+
+export { NonFiniteLossError };
+
+function isResolved(x: unknown): x is ResolvedConfig {
+  return typeof x === 'object' && x !== null && 'config' in x && 'origin' in x;
+}
+function isSources(x: unknown): x is ConfigSources {
+  return typeof x === 'object' && x !== null && ('presets' in x || 'file' in x || 'overrides' in x);
+}
+
+function resolveDevice(d: TrainConfig['device']): string {
+  if (d === 'cuda' && !torch.cuda.isAvailable()) throw new Error('--device cuda: no CUDA device (or this LibTorch build has no CUDA); use --device cpu');
+  if (d === 'auto') return torch.cuda.isAvailable() ? 'cuda' : 'cpu';
+  return d;
+}
+
+function disposeDeep(v: unknown): void {
+  if (v instanceof torch.Tensor) v.dispose();
+  else if (Array.isArray(v)) v.forEach(disposeDeep);
+  else if (v && typeof v === 'object') Object.values(v).forEach(disposeDeep);
+}
