@@ -44,6 +44,7 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
+#include <unordered_set>
 
 namespace soco {
 namespace {
@@ -741,17 +742,56 @@ Reducer& ReducerArg(Napi::Env env, const Napi::Value& v, const char* op) {
   return *box->r;
 }
 
-// reducerPrepare(reducer, passes): arms the hooks for the coming backward pass(es).
+// The autograd nodes reachable from `roots` (what backward from them will run).
+std::unordered_set<const torch::autograd::Node*> ReachableNodes(const std::vector<at::Tensor>& roots) {
+  std::unordered_set<const torch::autograd::Node*> seen;
+  std::vector<torch::autograd::Node*> stack;
+  for (const at::Tensor& t : roots) {
+    std::shared_ptr<torch::autograd::Node> fn = t.grad_fn();
+    if (!fn && t.requires_grad() && t.is_leaf()) fn = torch::autograd::impl::grad_accumulator(t);
+    if (fn && seen.insert(fn.get()).second) stack.push_back(fn.get());
+  }
+  while (!stack.empty()) {
+    torch::autograd::Node* n = stack.back();
+    stack.pop_back();
+    for (const auto& e : n->next_edges())
+      if (e.function && seen.insert(e.function.get()).second) stack.push_back(e.function.get());
+  }
+  return seen;
+}
+
+// reducerPrepare(reducer, passes, roots[] | null): arms the hooks for the coming backward pass(es).
+// With roots (the tensors backward will start from), parameters they do not reach are ready at
+// once, as DDP's find_unused_parameters does; without, a bucket holding a parameter that gets no
+// gradient (and every bucket after it) waits for finish().
 Napi::Value ReducerPrepare(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "dist.reducerPrepare";
   Reducer& r = ReducerArg(env, info[0], op);
   int passes = IntArg(env, info[1], op, "passes", 1, 1 << 20);
+  std::vector<at::Tensor> roots;
+  bool haveRoots = info[2].IsArray();
+  if (haveRoots) {
+    Napi::Array arr = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++)
+      roots.push_back(Tensors(env).Get(env, arr[i], op, "roots[" + std::to_string(i) + "]"));
+  }
   std::lock_guard<std::mutex> lock(r.mu);
   if (r.busy) ThrowTorchError(env, op, "the previous finish() has not completed");
   r.Reset();
   r.passes = passes;
   r.armed = true;
+  if (haveRoots) {
+    Guard(env, op, [&] {
+      auto reach = ReachableNodes(roots);
+      for (size_t i = 0; i < r.params.size(); i++) {
+        if (reach.count(r.accumulators[i].get())) continue;
+        r.hits[i] = passes;
+        r.buckets[r.bucketOf[i]].pending--;
+      }
+      r.LaunchReadyInOrder();
+    });
+  }
   return env.Undefined();
 }
 

@@ -180,6 +180,26 @@ describe('dist: one-rank Gloo group', function () {
     assert.throws(() => r.prepare(), /disposed/);
   });
 
+  it('GradientReducer: prepare(roots) finds the parameters backward will not reach, so later buckets still overlap', async () => {
+    const ps = leaves([[10], [10], [10], [10], [10]]);
+    const r = new dist.GradientReducer(group, ps, { bucketCapMb: 1 / (1024 * 1024) }); // one parameter per bucket
+    assert.deepEqual(r.buckets, [[4], [3], [2], [1], [0]]);
+    // Parameter 2 gets no gradient: without roots its bucket, and those after it, wait for finish().
+    r.prepare();
+    tidy(() => lossOf(ps, [2]).backward());
+    assert.deepEqual(await r.finish(), { buckets: 5, overlapped: 2 });
+    ps.forEach((p) => p.clearGrad());
+    await tidy(async () => {
+      const loss = lossOf(ps, [2]);
+      r.prepare(1, [loss]);
+      loss.backward();
+      assert.deepEqual(await r.finish(), { buckets: 5, overlapped: 5 });
+    });
+    assert.equal(ps[2].grad, null);
+    [0, 1, 3, 4].forEach((i) => assert.ok(maxDiff(ps[i].grad!, ps[i].mul(2 * (i + 1))) < 1e-5, `grad ${i}`));
+    r.dispose();
+  });
+
   it('GradientReducer: a parameter without gradient on every rank keeps none; a late gradient is an error', async () => {
     const ps = leaves([[4], [5], [6]]);
     const r = new dist.GradientReducer(group, ps, { bucketCapMb: 1 });

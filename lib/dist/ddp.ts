@@ -45,8 +45,15 @@ export class GradientReducer {
   /** Parameter indices per bucket, in all-reduce order (reverse parameter order). */
   get buckets(): number[][] { return native.dist.reducerInfo(this.live()); }
 
-  /** Arms the gradient hooks for the next `passes` backward passes (one per step, usually). */
-  prepare(passes = 1): void { native.dist.reducerPrepare(this.live(), passes); }
+  /**
+   * Arms the gradient hooks for the next `passes` backward passes (one per step, usually). Give
+   * `roots`, the tensors backward will start from (the loss), when some parameters may get no
+   * gradient: they are found in the autograd graph and count as ready at once (DDP's
+   * find_unused_parameters), so they do not hold back the buckets behind theirs.
+   */
+  prepare(passes = 1, roots?: Tensor[]): void {
+    native.dist.reducerPrepare(this.live(), passes, roots ? roots.map((t) => t.id) : null);
+  }
 
   /** Starts the buckets not yet started, waits for all, writes the averages into .grad. */
   async finish(): Promise<ReduceStats> { return (this.lastStats = await native.dist.reducerFinish(this.live())); }
