@@ -10,6 +10,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   decode: async () => (await import('./decode')).run,
   'loader-host-vs-torchvision': async () => (await import('./views')).runHost,
   'views-vs-torchvision': async () => (await import('./views')).runAll,
+  'soco-step-cpu': async () => (await import('./model')).run,
 };
 
 async function main(): Promise<void> {

@@ -1,5 +1,6 @@
 // SoCoModel against the PyTorch reference (test/reference/soco_ref.py, torchvision.ops.roi_align):
-// the same weights and inputs, one training-mode step: embeddings of both networks, the loss,
+// the same weights (the online detector read from our Detectron2 export) and inputs, one
+// training-mode step: embeddings of both networks, the loss,
 // every online and predictor gradient, the BN buffers after the step and the target after the
 // EMA update agree to 1e-4 relative (float32, CPU, one thread on both sides). ResNet-18 keeps the
 // training-step cases fast; one ResNet-50 case checks the full-size forward.
@@ -10,7 +11,7 @@ import * as path from 'path';
 import * as torch from '../lib/torch';
 import { Tensor, noGrad } from '../lib/torch';
 import { BatchNorm } from '../lib/nn';
-import { SoCoModel, SoCoModelOptions, SoCoView } from '../lib/model';
+import { SoCoModel, SoCoModelOptions, SoCoView, exportDetectron2 } from '../lib/model';
 import { python, readBundle, relErr, writeBundle } from './reference/soco_ref';
 
 const TOL = 1e-4;
@@ -81,14 +82,25 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-model-'));
 
 function prepare(c: Case, model: SoCoModel): string {
   const dir = path.join(tmp, c.name.replace(/\W+/g, '_'));
+  fs.mkdirSync(dir, { recursive: true });
+  // The reference reads the online detector (backbone, roi_heads) from our Detectron2 export, as
+  // Detectron2 would; the projector, predictor and target travel in the bundle. (The no-FPN
+  // ablation's export is re-parented for Detectron2's R-FPN, so that case sends the bundle only.)
+  const sd = model.stateDict();
+  const detector = Object.keys(sd).filter((k) => /^online\.(backbone|roi_heads)\./.test(k));
+  const exp = exportDetectron2(model).checkpoint;
+  const plainDump = Object.keys(exp.model).length === detector.length && detector.every((k) => exp.model[k.slice(7)] === sd[k]);
+  const exportFile = plainDump ? path.join(dir, 'online.pth') : undefined;
+  if (exportFile) torch.save(exportFile, { ...exp });
   const state: Record<string, Tensor> = {};
-  for (const [k, v] of Object.entries(model.stateDict())) {
+  for (const [k, v] of Object.entries(sd)) {
     if (c.targetFromOnline && k.startsWith('target.')) continue;
+    if (exportFile && detector.includes(k)) continue;
     state[`state.${k}`] = v;
   }
   writeBundle(path.join(dir, 'in'), { ...c.inputs, ...state });
   const request = {
-    options: model.options, views: c.views, pairs: c.pairs, backward: c.backward, threads: 1,
+    options: model.options, views: c.views, pairs: c.pairs, backward: c.backward, threads: 1, export: exportFile,
     targetFromOnline: c.targetFromOnline, ...(c.backward ? { tau: TAU } : {}),
   };
   fs.writeFileSync(path.join(dir, 'in', 'request.json'), JSON.stringify(request));

@@ -8,7 +8,7 @@ TypeScript code: multi-level RoIAlign is Detectron2's mask-and-index_put, not ou
   soco_ref.py run IN OUT [IN OUT ...]     one training-mode step per case (see run())
   soco_ref.py nn IN OUT                   torch.nn layers for test/nn.test.ts (see nn_layers())
   soco_ref.py check-export TSV FILE...    an export against Detectron2's key/shape list
-  soco_ref.py bench IN_DIR THREADS REPS   timing of the same step for bench/model.ts
+  soco_ref.py bench IN_DIR THREADS        timed steps on request, for bench/model.ts
 
 Tensors travel as "bundles": a directory with manifest.json {name: {dtype, shape, file}} and one
 raw little-endian file per tensor (test/reference/soco_ref.ts writes and reads them).
@@ -364,9 +364,11 @@ def run(in_dir, out_dir):
     write_bundle(out_dir, out)
 
 
-def bench(in_dir, threads, reps):
-    """Median seconds per SoCo step (online fwd+bwd on every view, target fwd, loss), on the
-    images and boxes of IN_DIR (request.json: options, views, pairs), random init."""
+def bench(in_dir, threads):
+    """Serves timed SoCo steps (online fwd+bwd on every view, target fwd, loss) on the images and
+    boxes of IN_DIR (request.json: options, views, pairs), random init: each line 'step' on stdin
+    runs one step and answers 'WALL CPU' seconds (CPU: this process, all threads), so the caller
+    can interleave its own steps with these and both see the same machine load."""
     with open(os.path.join(in_dir, 'request.json')) as f:
         req = json.load(f)
     torch.set_num_threads(threads)
@@ -382,15 +384,13 @@ def bench(in_dir, threads, reps):
         online, target = model(views, k)
         soco_loss(online, target, req['pairs']).backward()
 
-    for _ in range(2):
+    print(f'ready {torch.get_num_threads()}', flush=True)
+    for line in sys.stdin:
+        if line.strip() != 'step':
+            break
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    print(times[len(times) // 2])
+        print(time.perf_counter() - t0, time.process_time() - c0, flush=True)
 
 
 def nn_layers(in_dir, out_dir):
@@ -485,6 +485,6 @@ if __name__ == '__main__':
     elif sys.argv[1] == 'check-export':
         check_export(*sys.argv[2:])
     elif sys.argv[1] == 'bench':
-        bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        bench(sys.argv[2], int(sys.argv[3]))
     else:
         sys.exit(f'unknown mode {sys.argv[1]}')

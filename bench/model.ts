@@ -1,0 +1,146 @@
+// `bench: soco-step-cpu`: one SoCo training step of the model on CPU: online forward + backward on
+// V1 224, V2 224, V3 112 and the target forward on the same views, R50-FPN (paper options), batch
+// 8, K = 4 boxes per image, the symmetric -2cos loss. Ours (lib/model) against the PyTorch
+// reference network (test/reference/soco_ref.py, same images, boxes and options) in the same
+// run, both with the same explicit thread count (SOCO_BENCH_THREADS, default: all cores). Steps
+// alternate between the two processes (ours, ref, ours, ...) so that both see the same machine
+// load; medians of SOCO_BENCH_REPS (default 3) steps after one warm-up each, in images per second.
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as torch from '../lib/torch';
+import { Tensor } from '../lib/torch';
+import { SoCoModel, SoCoView } from '../lib/model';
+import { writeBundle } from '../test/reference/soco_ref';
+import { report } from './util';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BATCH = 8;
+const K = 4;
+const SIZES = [224, 224, 112];
+const PAIRS: [number, number][] = [[0, 1], [0, 2]];
+const REPS = Number(process.env.SOCO_BENCH_REPS ?? 3);
+
+function threads(): number {
+  return Number(process.env.SOCO_BENCH_THREADS ?? (os.availableParallelism?.() ?? os.cpus().length));
+}
+
+/** Images and boxes (sizes spread over P2..P5 as selective-search boxes are), seeded. */
+function makeViews(): { views: SoCoView[]; named: Record<string, Tensor> } {
+  torch.manualSeed(0);
+  const named: Record<string, Tensor> = {};
+  const views = SIZES.map((s, v) => {
+    const image = torch.randn([BATCH, 3, s, s]);
+    const rows: number[][] = [];
+    const rnd = torch.rand([BATCH * K, 4]).toArray();
+    for (let r = 0; r < BATCH * K; r++) {
+      const [a, b, c, d] = rnd.slice(4 * r, 4 * r + 4);
+      const w = s * (0.1 + 0.85 * a);
+      const h = Math.min(s, w * (0.6 + 0.8 * b));
+      const x = c * (s - w);
+      const y = d * (s - h);
+      rows.push([Math.floor(r / K), x, y, x + w, y + h]);
+    }
+    const boxes = torch.tensor(rows);
+    named[`image${v}`] = image;
+    named[`boxes${v}`] = boxes;
+    return { image, boxes };
+  });
+  return { views, named };
+}
+
+function loss(online: Tensor[], target: Tensor[]): Tensor {
+  let total: Tensor | null = null;
+  for (const [a, b] of PAIRS) {
+    for (const [x, y] of [[a, b], [b, a]]) {
+      const t = torch.cosineSimilarity(online[x], target[y], 2).mean().mul(-2);
+      total = total ? total.add(t) : t;
+    }
+  }
+  return total!;
+}
+
+/** The reference as a child process that runs one timed step per request. */
+class Reference {
+  private proc;
+  private lines: AsyncIterator<string>;
+  constructor(dir: string, threads: number) {
+    this.proc = spawn('/usr/bin/python3', [path.join(ROOT, 'test', 'reference', 'soco_ref.py'), 'bench', dir, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.lines = (async function* (out: NodeJS.ReadableStream) {
+      let buf = '';
+      for await (const chunk of out) {
+        buf += chunk;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) { yield buf.slice(0, i); buf = buf.slice(i + 1); }
+      }
+    })(this.proc.stdout!.setEncoding('utf8'));
+  }
+  async line(): Promise<string> {
+    const { value, done } = await this.lines.next();
+    if (done) throw new Error('test/reference/soco_ref.py bench exited early');
+    return value;
+  }
+  /** [wall, cpu] seconds of one step. */
+  async step(): Promise<[number, number]> {
+    this.proc.stdin!.write('step\n');
+    const [wall, cpu] = (await this.line()).split(' ').map(Number);
+    return [wall, cpu];
+  }
+  close(): void { this.proc.stdin!.end(); }
+}
+
+const median = (v: number[]): number => v.slice().sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+export async function run(): Promise<void> {
+  const n = threads();
+  torch.setNumThreads(n);
+  const { views, named } = makeViews();
+  const model = new SoCoModel({ arch: 'fpn', depth: 50 }).train();
+  const step = (): [number, number] => {
+    const t0 = process.hrtime.bigint();
+    const c0 = process.cpuUsage();
+    torch.tidy(() => {
+      model.zeroGrad();
+      const out = model.forward(views);
+      loss(out.online, out.target).backward();
+    });
+    const c = process.cpuUsage(c0);
+    return [Number(process.hrtime.bigint() - t0) / 1e9, (c.user + c.system) / 1e6];
+  };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-bench-'));
+  let ref: Reference | undefined;
+  try {
+    writeBundle(dir, named);
+    fs.writeFileSync(path.join(dir, 'request.json'), JSON.stringify({
+      options: model.options, views: SIZES.map((_, v) => [`image${v}`, `boxes${v}`]), pairs: PAIRS,
+    }));
+    ref = new Reference(dir, n);
+    const ready = await ref.line();
+    if (ready !== `ready ${n}`) throw new Error(`the reference answered '${ready}', expected 'ready ${n}' (thread count)`);
+    step();
+    await ref.step();
+    const ours: [number, number][] = [];
+    const theirs: [number, number][] = [];
+    for (let i = 0; i < REPS; i++) {
+      ours.push(step());
+      theirs.push(await ref.step());
+    }
+    const [o, r] = [median(ours.map((x) => x[0])), median(theirs.map((x) => x[0]))];
+    // CPU seconds per step are printed too: on a shared machine they vary less than wall time.
+    const fmt = (v: [number, number][]): string => v.map(([w, c]) => `${w.toFixed(2)}/${c.toFixed(1)}`).join(' ');
+    console.log(`soco-step-cpu: R50-FPN, batch ${BATCH}, views ${SIZES.join('/')}, K=${K}, ${n} threads; wall/cpu s per step: ours ${fmt(ours)}; ref ${fmt(theirs)}; cpu-time ratio ${(median(theirs.map((x) => x[1])) / median(ours.map((x) => x[1]))).toFixed(3)}`);
+    report('soco-step-cpu', BATCH / o, BATCH / r, 'img/s', true);
+  } finally {
+    ref?.close();
+    model.zeroGrad();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  run().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
