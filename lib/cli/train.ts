@@ -8,6 +8,8 @@ import { CONFIG_FIELDS, PRESETS, TrainConfig, flagHelp, resolveConfig, ResolvedC
 import { SoCoTrainer, CheckpointEvent } from '../train/trainer';
 import { MetricRecord } from '../train/metrics';
 import { registerPlotCommand } from './plot';
+import { registerDemoCommand, formatRetrieval } from './demo';
+import { evalRetrieval } from '../train/eval_retrieval';
 
 /** Adds one option per config key (no commander defaults: unset flags must not override the file). */
 export function addConfigFlags(cmd: Command): Command {
@@ -54,8 +56,12 @@ export function formatConfig(r: ResolvedConfig): string {
   return lines.join('\n');
 }
 
-/** Runs a trainer with console progress and signal handling; resolves with the process exit code. */
-export async function runTraining(trainer: SoCoTrainer, log: (s: string) => void = console.log): Promise<number> {
+/**
+ * Runs a trainer with console progress and signal handling; resolves with the process exit code.
+ * By default it also writes the Detectron2 export after a complete run and closes the trainer.
+ */
+export async function runTraining(trainer: SoCoTrainer, log: (s: string) => void = console.log,
+  o: { export?: boolean; close?: boolean } = {}): Promise<number> {
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
@@ -76,7 +82,7 @@ export async function runTraining(trainer: SoCoTrainer, log: (s: string) => void
     const r = await trainer.train();
     if (r.stoppedEarly) log(`stopped at iteration ${r.steps}; continue with the same command (it resumes from ${r.lastCheckpoint})`);
     else log(`done: ${r.steps} iterations, final loss ${r.finalLoss.toFixed(4)}; last checkpoint ${r.lastCheckpoint}`);
-    if (!r.stoppedEarly) {
+    if (!r.stoppedEarly && o.export !== false) {
       const exported = trainer.exportDetectron2();
       log(`Detectron2 weights: ${exported.weights}\nfine-tuning config: ${exported.config}`);
     }
@@ -84,7 +90,7 @@ export async function runTraining(trainer: SoCoTrainer, log: (s: string) => void
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await trainer.close();
+    if (o.close !== false) await trainer.close();
   }
 }
 
@@ -104,4 +110,31 @@ export function registerTrainCommands(program: Command): void {
     if (code !== 0) process.exitCode = code;
   });
   registerPlotCommand(program);
+  registerEvalRetrievalCommand(program);
+  registerDemoCommand(program);
+}
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${v}`);
+    return n;
+  };
+}
+
+export function registerEvalRetrievalCommand(program: Command): void {
+  program.command('eval-retrieval')
+    .description('top-1 retrieval of each proposal across two augmented views of held-out photos: pretrained vs random init')
+    .option('--checkpoint <file>', 'soco-train checkpoint (without one: the random network only)')
+    .requiredOption('--images <dir>', 'held-out images')
+    .requiredOption('--proposals <file>', 'proposal store of those images')
+    .option('--rounds <n>', 'rounds of fresh augmented views', positiveInt('--rounds'), 10)
+    .option('--k <n>', 'proposals per image per round', positiveInt('--k'), 8)
+    .option('--seed <n>', 'seed of views and of the random network', (v) => Number(v), 0)
+    .addOption(new Option('--bn <mode>', 'BatchNorm statistics: batch (training mode) or running').choices(['batch', 'running']).default('batch'))
+    .addOption(new Option('--device <d>', 'device').default('cpu'))
+    .action(async (o: { checkpoint?: string; images: string; proposals: string; rounds: number; k: number; seed: number; bn: 'batch' | 'running'; device: string }) => {
+      const r = await evalRetrieval({ ...o, images: path.resolve(o.images), proposals: path.resolve(o.proposals), checkpoint: o.checkpoint && path.resolve(o.checkpoint) });
+      console.log(formatRetrieval(r));
+    });
 }

@@ -29,8 +29,10 @@ export interface TrainConfig {
   prefetch: number;
   /** Log (progress line + metrics.jsonl) every N iterations. */
   logEvery: number;
-  /** Checkpoint every N iterations (0: only at epoch ends and at the end). */
+  /** Checkpoint every N iterations (0: none besides epoch ends and the end). */
   checkpointEvery: number;
+  /** Checkpoint at the end of every N-th epoch (0: not at epoch ends; the authors' save_freq). */
+  checkpointEveryEpochs: number;
   /** Numbered checkpoints kept besides OUT/last.pth. */
   keepCheckpoints: number;
   /** 'auto': continue from OUT/last.pth when it exists; 'must': the same but fail without one; 'never': start fresh (refuses a folder with one); or a checkpoint path. */
@@ -112,7 +114,7 @@ interface Field { kind: Kind; help: string; min?: number; max?: number }
 /** Paper defaults (RECIPE.md). */
 export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   images: '', proposals: '', out: 'soco-run', device: 'auto', precision: 'auto', seed: 0, workers: 4, prefetch: 2,
-  logEvery: 20, checkpointEvery: 1000, keepCheckpoints: 3, resume: 'auto', maxIters: 0,
+  logEvery: 20, checkpointEvery: 1000, checkpointEveryEpochs: 1, keepCheckpoints: 3, resume: 'auto', maxIters: 0,
   arch: 'fpn', depth: 50, fpn: true, head: true, scaleAware: true, singleLevel: 0, poolAllLevels: false,
   levelThresholds: [48, 96, 192], projectorHidden: 4096, predictorHidden: 4096, embedDim: 256, syncBN: true,
   k: 4, proposalSource: 'selective-search', jitter: true, jitterProb: 0.5, jitterRange: 0.1, multiView: true,
@@ -132,7 +134,8 @@ export const CONFIG_FIELDS: { readonly [K in keyof TrainConfig]: Field } = {
   workers: { kind: 'int', min: 0, help: 'decode threads' },
   prefetch: { kind: 'int', min: 1, help: 'batches prepared ahead' },
   logEvery: { kind: 'int', min: 1, help: 'log every N iterations' },
-  checkpointEvery: { kind: 'int', min: 0, help: 'checkpoint every N iterations (0: epoch ends only)' },
+  checkpointEvery: { kind: 'int', min: 0, help: 'checkpoint every N iterations (0: none besides epoch ends and the end)' },
+  checkpointEveryEpochs: { kind: 'int', min: 0, help: 'checkpoint at the end of every N-th epoch (0: not at epoch ends)' },
   keepCheckpoints: { kind: 'int', min: 1, help: 'numbered checkpoints to keep besides last.pth' },
   resume: { kind: 'string', help: "'auto' (OUT/last.pth if present), 'must' (fail without one), 'never' (refuse a folder with one), or a checkpoint path" },
   maxIters: { kind: 'int', min: 0, help: 'total iterations, schedules included (0: epochs x iterations per epoch)' },

@@ -265,7 +265,10 @@ export class SoCoTrainer extends EventEmitter {
             const t0 = performance.now();
             const next = await it.next();
             const waited = (performance.now() - t0) / 1000;
-            if (next.done) break;
+            if (next.done) {
+              // The loader gives itersPerEpoch batches per epoch; fewer would repeat this epoch forever.
+              throw new Error(`the loader ended epoch ${epoch} after ${this.step % ipe} of ${ipe} batches`);
+            }
             const batch = next.value;
             const { lr, tau } = this.scheduleAt(this.step);
             const logNow = (this.step + 1) % c.logEvery === 0 || this.step + 1 === this.totalIters;
@@ -298,7 +301,7 @@ export class SoCoTrainer extends EventEmitter {
             }
             const epochEnd = this.step % ipe === 0;
             if (this.step === this.totalIters) { this.saveCheckpoint('end'); lastSaved = this.step; }
-            else if (epochEnd) { this.saveCheckpoint('epoch'); lastSaved = this.step; }
+            else if (epochEnd && c.checkpointEveryEpochs > 0 && (this.step / ipe) % c.checkpointEveryEpochs === 0) { this.saveCheckpoint('epoch'); lastSaved = this.step; }
             else if (c.checkpointEvery > 0 && this.step % c.checkpointEvery === 0) { this.saveCheckpoint('interval'); lastSaved = this.step; }
             if (epochEnd) break;
           }
