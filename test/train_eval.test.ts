@@ -81,9 +81,11 @@ describe('retrieval evaluation', function () {
     assert.ok(a.gallery > 1 && a.gallery <= 12);
     assert.ok(a.chance >= 1 / a.gallery - 1e-12 && a.chance < 1);
     assert.ok(a.chanceObject >= a.chance - 1e-12, 'the same proposal is also the same object');
+    assert.ok(a.chanceImage >= a.chanceObject - 1e-12 && a.chanceImage < 1, 'the same object is in the same image');
     for (const s of [a.pretrained!, a.random]) {
       assert.equal(s.top1, s.correct / s.queries);
       assert.ok(s.correctObject >= s.correct);
+      assert.ok(s.correctImage >= s.correctObject);
     }
     const r = await evalRetrieval({ ...opts, checkpoint: undefined, network: { depth: 18, head: false, projectorHidden: 64, predictorHidden: 64, embedDim: 32 }, v1Size: 112 });
     assert.equal(r.pretrained, null);

@@ -35,6 +35,11 @@ export interface RetrievalOptions {
    * estimates, which lag the weights after a short pretraining).
    */
   bn?: 'batch' | 'running';
+  /**
+   * Which features: 'h' (default; the object-level representation f^H(RoIAlign(f^I(V), b)) that
+   * Detectron2 receives) or 'projection' (g(h), the space the SoCo loss compares).
+   */
+  space?: 'h' | 'projection';
 }
 
 export interface RetrievalScore {
@@ -47,6 +52,9 @@ export interface RetrievalScore {
    */
   top1Object: number;
   correctObject: number;
+  /** Top-1 is a box of the same image (any proposal). */
+  top1Image: number;
+  correctImage: number;
   queries: number;
 }
 export interface RetrievalResult {
@@ -58,6 +66,7 @@ export interface RetrievalResult {
   /** Expected top-1 of a uniform random guess (same proposal; same object). */
   chance: number;
   chanceObject: number;
+  chanceImage: number;
 }
 
 function networkOptions(c: Partial<TrainConfig>): Partial<SoCoNetworkOptions> {
@@ -87,11 +96,12 @@ export function loadOnlineNetwork(file: string): { net: SoCoNetwork; config: Par
   }
 }
 
-/** Object-level features h of the boxes [N*K, 5] of one view: [N*K, D]. */
-function boxFeatures(net: SoCoNetwork, image: Tensor, boxes: Tensor, levels: Tensor): Tensor {
+/** Object-level features h (or g(h)) of the boxes [N*K, 5] of one view: [N*K, D]. */
+function boxFeatures(net: SoCoNetwork, image: Tensor, boxes: Tensor, levels: Tensor, space: 'h' | 'projection'): Tensor {
   return tidy(() => {
     const f = net.features(image);
-    return net.roi_heads.forward(f, boxes, net.multiLevel ? net.levels(boxes, levels) : undefined);
+    const h = net.roi_heads.forward(f, boxes, net.multiLevel ? net.levels(boxes, levels) : undefined);
+    return space === 'projection' ? net.projector.forward(h) : h;
   });
 }
 
@@ -146,10 +156,12 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
   });
   const correct = nets.map(() => 0);
   const correctObject = nets.map(() => 0);
+  const correctImage = nets.map(() => 0);
   let queries = 0;
   let gallerySum = 0;
   let chanceSum = 0;
   let chanceObjectSum = 0;
+  let chanceImageSum = 0;
   try {
     for (let r = 0; r < rounds; r++) {
       const q: Tensor[][] = nets.map(() => []);
@@ -172,8 +184,8 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
               const bi = torch.arange(0, n, 1, { dtype: 'float32', device: b.ids.device }).view(n, 1, 1).expand(n, kk, 1);
               const v = [0, 1].map((i) => ({ boxes: cat([bi, b.boxes[i]], 2).view(n * kk, 5), levels: b.levels[i].reshape(n * kk) }));
               nets.forEach((net, j) => {
-                g[j].push(torch.keep(boxFeatures(net, b.views[0], v[0].boxes, v[0].levels).indexSelect(0, sel)));
-                q[j].push(torch.keep(boxFeatures(net, b.views[1], v[1].boxes, v[1].levels).indexSelect(0, sel)));
+                g[j].push(torch.keep(boxFeatures(net, b.views[0], v[0].boxes, v[0].levels, o.space ?? 'h').indexSelect(0, sel)));
+                q[j].push(torch.keep(boxFeatures(net, b.views[1], v[1].boxes, v[1].levels, o.space ?? 'h').indexSelect(0, sel)));
               });
             }));
             for (const i of rows) {
@@ -191,6 +203,7 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
         nets.forEach((_, j) => tidy(() => {
           nearest(cat(q[j]), cat(g[j])).forEach((m, i) => {
             if (gKeys[m] === qKeys[i]) correct[j]++;
+            if (gImage[m] === gImage[i]) correctImage[j]++;
             if (gImage[m] === gImage[i] && iou(gBox[m], gBox[i]) >= 0.5) correctObject[j]++;
           });
         }));
@@ -202,8 +215,14 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
         for (const key of qKeys) chanceSum += (copies.get(key) ?? 0) / gKeys.length;
         for (let i = 0; i < qKeys.length; i++) {
           let same = 0;
-          for (let m = 0; m < gKeys.length; m++) if (gImage[m] === gImage[i] && iou(gBox[m], gBox[i]) >= 0.5) same++;
+          let image = 0;
+          for (let m = 0; m < gKeys.length; m++) {
+            if (gImage[m] !== gImage[i]) continue;
+            image++;
+            if (iou(gBox[m], gBox[i]) >= 0.5) same++;
+          }
           chanceObjectSum += same / gKeys.length;
+          chanceImageSum += image / gKeys.length;
         }
       } finally {
         for (const t of [...q.flat(), ...g.flat()]) t.dispose();
@@ -215,7 +234,8 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
   }
   if (queries === 0) throw new Error(`no proposal of ${o.proposals} survived the views of --images ${o.images}: nothing to retrieve`);
   const score = (j: number): RetrievalScore => ({
-    top1: correct[j] / queries, correct: correct[j], top1Object: correctObject[j] / queries, correctObject: correctObject[j], queries,
+    top1: correct[j] / queries, correct: correct[j], top1Object: correctObject[j] / queries, correctObject: correctObject[j],
+    top1Image: correctImage[j] / queries, correctImage: correctImage[j], queries,
   });
   return {
     pretrained: pretrained ? score(0) : null,
@@ -224,6 +244,7 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
     gallery: gallerySum / queries,
     chance: chanceSum / queries,
     chanceObject: chanceObjectSum / queries,
+    chanceImage: chanceImageSum / queries,
   };
 }
 
