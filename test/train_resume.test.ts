@@ -166,5 +166,6 @@ describe('SoCoTrainer', function () {
     await assert.rejects(new SoCoTrainer({ ...base(path.join(dir, 'resumed')), resume: 'never' }).train(), /already holds a run \(last\.pth\)/);
     await assert.rejects(new SoCoTrainer({ ...base(path.join(dir, 'resumed')), seed: 8 }).train(), /cannot resume from .*last\.pth: seed was 7, now 8/);
     await assert.rejects(new SoCoTrainer({ ...base(path.join(dir, 'x')), batchSize: 64 }).train(), /fewer than batchSize 64|larger than the data set/);
+    await assert.rejects(new SoCoTrainer({ ...base(path.join(dir, 'x')), v3Size: 96 }).train(), /not supported by the data pipeline yet: v3Size 96 \(the view geometry fixes V3 at 112/);
   });
 });
