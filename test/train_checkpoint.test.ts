@@ -4,7 +4,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from '../lib/train/checkpoint_saver';
+import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from '../lib/train/checkpoint';
 
 /** A writer in the same contract as lib/torch's save(): temp file then rename. */
 const writer = (content: string) => (file: string): void => {

@@ -16,7 +16,7 @@ import { LARS } from './lars';
 import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources } from './config';
 import { lrAt, tauAt, scaledLr, LrSchedule, checkLrSchedule } from './schedules';
 import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, residentMiB } from './metrics';
-import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './checkpoint_saver';
+import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './checkpoint';
 import { NonFiniteLossError, ViewPair, trainStep } from './step';
 import { createBatchSource } from './data_source';
 
