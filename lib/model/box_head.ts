@@ -20,8 +20,9 @@ export class FastRCNNConvFCHead extends Module {
   readonly numConv: number;
   declare readonly fc1: Linear;
 
-  constructor(readonly o: BoxHeadOptions) {
+  constructor(readonly options: BoxHeadOptions) {
     super();
+    const o = options;
     const convDim = o.convDim ?? 256;
     this.numConv = o.numConv ?? 4;
     const norm = o.norm ?? batchNorm2d;
@@ -35,9 +36,9 @@ export class FastRCNNConvFCHead extends Module {
   conv(i: number): ConvNorm { return (this as unknown as Record<string, ConvNorm>)[`conv${i + 1}`]; }
 
   forward(x: Tensor): Tensor {
-    const s = this.o.resolution;
-    if (x.ndim !== 4 || x.size(1) !== this.o.inChannels || x.size(2) !== s || x.size(3) !== s)
-      throw new TypeError(`FastRCNNConvFCHead.forward: RoIs must be [R, ${this.o.inChannels}, ${s}, ${s}], got [${x.shape}]`);
+    const { resolution: s, inChannels: c } = this.options;
+    if (x.ndim !== 4 || x.size(1) !== c || x.size(2) !== s || x.size(3) !== s)
+      throw new TypeError(`FastRCNNConvFCHead.forward: RoIs must be [R, ${c}, ${s}, ${s}], got [${x.shape}]`);
     return tidy(() => {
       let y = x;
       for (let i = 0; i < this.numConv; i++) y = this.conv(i).forward(y);

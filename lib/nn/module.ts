@@ -69,7 +69,7 @@ export class Module {
     this.defineMember(name, () => this.buffers_.get(name), (v: Tensor | null) => this.replace(this.buffers_, name, v));
   }
 
-  /** Registers a child module under `name`; returns it, for `this.conv1 = this.registerModule(...)`-free use. */
+  /** Registers a child module under `name` (null: an absent optional child, as PyTorch's None); returns it. */
   registerModule<M extends Module | null>(name: string, m: M): M {
     checkName(this, name, 'module');
     if (this.params_.has(name) || this.buffers_.has(name)) throw new TypeError(`${this.constructor.name}: '${name}' is already registered`);
