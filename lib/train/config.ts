@@ -4,6 +4,7 @@
 // Layering: defaults < presets (in the order given) < config file (JSON or YAML) < flags.
 import * as fs from 'fs';
 import * as path from 'path';
+import { parse as parseYamlText } from 'yaml';
 
 export type Arch = 'fpn' | 'c4';
 export type Depth = 18 | 34 | 50 | 101;
@@ -296,22 +297,11 @@ export function readConfigFile(file: string): Partial<TrainConfig> {
 }
 
 function parseYaml(text: string, file: string): unknown {
-  // `yaml` (preferred) or `js-yaml`, whichever is installed; both are optional dependencies.
-  for (const mod of ['yaml', 'js-yaml']) {
-    let lib: { parse?: (s: string) => unknown; load?: (s: string) => unknown };
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      lib = require(mod);
-    } catch {
-      continue;
-    }
-    try {
-      return lib.parse ? lib.parse(text) : lib.load!(text);
-    } catch (e) {
-      throw new ConfigError(`config file ${file}: invalid YAML (${(e as Error).message.split('\n')[0]})`);
-    }
+  try {
+    return parseYamlText(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${file}: invalid YAML (${(e as Error).message.split('\n')[0]})`);
   }
-  throw new ConfigError(`config file ${file}: YAML needs the 'yaml' package (npm install yaml); or write the config as JSON`);
 }
 
 export interface ConfigSources {
