@@ -31,7 +31,7 @@ function cli(args: string[], onLine?: (line: string, child: ReturnType<typeof sp
     p.parseAsync(process.argv.slice(0, 1).concat(['x'], process.argv.slice(1))).catch((e) => { console.error('soco-train: ' + e.message); process.exit(1); });`;
   return new Promise((resolve) => {
     // Passive OpenMP waits: the test machine's cores are shared (spinning threads slow everything).
-    const child = spawn(process.execPath, ['-e', harness, ...args], { cwd: ROOT, env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+    const child = spawn(process.execPath, ['-e', harness, ...args], { cwd: ROOT });
     let out = '';
     let pending = '';
     const take = (d: Buffer): void => {

@@ -25,6 +25,10 @@ function explain(err: Error): string {
 }
 
 function load(): any {
+  // OpenMP threads that spin between ops steal the cores the loader and the next op need
+  // (measured: training steps 5-10x slower on 2 cores). libgomp reads this when LibTorch loads,
+  // so it is set here, before the addon; a user's own setting wins.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     return require('node-gyp-build')(packageRoot);
