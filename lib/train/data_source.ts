@@ -103,8 +103,15 @@ export function toTrainBatch(b: Batch): TrainBatch {
 
 export interface DataSourceInfo { files: number; proposalCoverage: number | null; log: (m: string) => void }
 
-/** A BatchSource over lib/data's SoCoLoader for one process (world size 1). */
-export async function createBatchSource(c: TrainConfig, device: string, log: (m: string) => void = (m) => console.warn(m)): Promise<BatchSource> {
+/** This process's share of the data: rank r of worldSize draws batchSize / worldSize images per step. */
+export interface Shard { rank: number; worldSize: number }
+
+/** A BatchSource over lib/data's SoCoLoader for one process; c.batchSize is the global batch. */
+export async function createBatchSource(c: TrainConfig, device: string, log: (m: string) => void = (m) => console.warn(m),
+  shard: Shard = { rank: 0, worldSize: 1 }): Promise<BatchSource> {
+  if (c.batchSize % shard.worldSize !== 0) {
+    throw new Error(`--batch-size ${c.batchSize} is the global batch: it must divide by the ${shard.worldSize} processes`);
+  }
   const unsupported = unsupportedByGeometry(c);
   if (unsupported.length) throw new Error(`not supported by the data pipeline yet: ${unsupported.join('; ')}`);
   const root = path.resolve(c.images);
@@ -117,7 +124,8 @@ export async function createBatchSource(c: TrainConfig, device: string, log: (m:
     if (r.coverage < 1) log(`proposals: ${(100 * r.coverage).toFixed(1)}% of the sampled images have boxes; the others use the whole image`);
   }
   const loader = new SoCoLoader({
-    root, files, proposals: store, batchSize: c.batchSize, seed: c.seed, prefetch: c.prefetch, device,
+    root, files, proposals: store, batchSize: c.batchSize / shard.worldSize, seed: c.seed, prefetch: c.prefetch, device,
+    rank: shard.rank, worldSize: shard.worldSize,
     geometry: geometryOptions(c), log,
   });
   return {
