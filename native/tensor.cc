@@ -9,6 +9,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/Generator.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -577,7 +578,7 @@ Napi::Value LiveCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(Tensors(info.Env()).Live()));
 }
 
-// liveBytes() -> bytes of storage referenced by live handles (shared storages counted once per handle).
+// liveBytes() -> bytes of the distinct storages referenced by live handles.
 Napi::Value LiveBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(Tensors(info.Env()).Bytes()));
 }
@@ -639,6 +640,69 @@ Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
   bool prev = c10::GradMode::is_enabled();
   if (info[0].IsBoolean()) c10::GradMode::set_enabled(info[0].As<Napi::Boolean>());
   return Napi::Boolean::New(info.Env(), prev);
+}
+
+// ---- autocast (mixed precision), torch.autocast's state for one device type ----
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+// LibTorch 2.4 replaced the per-backend functions by ones taking the device type.
+bool AutocastEnabled(bool cuda) { return at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU); }
+at::ScalarType AutocastDtype(bool cuda) { return at::autocast::get_autocast_dtype(cuda ? at::kCUDA : at::kCPU); }
+void SetAutocastState(bool cuda, bool enabled, at::ScalarType dtype) {
+  at::autocast::set_autocast_enabled(cuda ? at::kCUDA : at::kCPU, enabled);
+  at::autocast::set_autocast_dtype(cuda ? at::kCUDA : at::kCPU, dtype);
+}
+#else
+bool AutocastEnabled(bool cuda) { return cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled(); }
+at::ScalarType AutocastDtype(bool cuda) {
+  return cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+}
+void SetAutocastState(bool cuda, bool enabled, at::ScalarType dtype) {
+  if (cuda) {
+    at::autocast::set_enabled(enabled);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  } else {
+    at::autocast::set_cpu_enabled(enabled);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  }
+}
+#endif
+
+bool AutocastDeviceArg(Napi::Env env, const Napi::Value& v) {
+  std::string d = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (d != "cpu" && d != "cuda")
+    ThrowTorchError(env, "autocast", std::string("device type must be 'cpu' or 'cuda', got ") +
+                                         (v.IsString() ? "'" + d + "'" : JsTypeName(v)));
+  return d == "cuda";
+}
+
+// autocastState(deviceType) -> [enabled, dtypeCode]
+Napi::Value AutocastState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool cuda = AutocastDeviceArg(env, info[0]);
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Boolean::New(env, AutocastEnabled(cuda)));
+  out.Set(1u, Napi::Number::New(env, int(AutocastDtype(cuda))));
+  return out;
+}
+
+// setAutocast(deviceType, enabled, dtypeCode, nestingDelta): nestingDelta +1 on entering a
+// region, -1 on leaving it; leaving the outermost region drops the cache of casted weights, as
+// torch.autocast.__exit__ does (it would otherwise keep a low-precision copy of every parameter).
+Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool cuda = AutocastDeviceArg(env, info[0]);
+  if (!info[1].IsBoolean()) ThrowTorchError(env, "autocast", std::string("enabled must be a boolean, got ") + JsTypeName(info[1]));
+  at::ScalarType dtype = DtypeArg(env, info[2], "autocast");
+  if (dtype != at::kHalf && dtype != at::kBFloat16 && dtype != at::kFloat)
+    ThrowTorchError(env, "autocast", "dtype must be float16, bfloat16 or float32");
+  int delta = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
+  Guard(env, "autocast", [&] {
+    SetAutocastState(cuda, info[1].As<Napi::Boolean>(), dtype);
+    if (delta > 0) at::autocast::increment_nesting();
+    if (delta < 0 && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  });
+  return env.Undefined();
 }
 
 // ---- random numbers, threads, devices, libraries ----
@@ -861,21 +925,25 @@ void TensorTable::Account(Napi::Env env, int64_t delta) {
 }
 
 int32_t TensorTable::Put(Napi::Env env, at::Tensor t) {
-  int64_t bytes = t.has_storage() ? int64_t(t.storage().nbytes()) : 0;
+  const void* key = t.has_storage() ? static_cast<const void*>(t.storage().unsafeGetStorageImpl()) : nullptr;
+  if (key) {
+    auto [it, inserted] = storages_.try_emplace(key, StorageUse{int64_t(t.storage().nbytes()), 0});
+    it->second.handles++;
+    // Lets V8 see tensor memory, so finalizers run before an undisposed program exhausts the host.
+    if (inserted && it->second.bytes) Account(env, it->second.bytes);
+  }
   int32_t id;
   if (!free_.empty()) {
     id = free_.back();
     free_.pop_back();
     slots_[id] = std::move(t);
-    bytes_[id] = bytes;
+    storage_of_[id] = key;
   } else {
     id = int32_t(slots_.size());
     slots_.push_back(std::move(t));
-    bytes_.push_back(bytes);
+    storage_of_.push_back(key);
   }
   live_++;
-  // Lets V8 see tensor memory, so finalizers run before an undisposed program exhausts the host.
-  if (bytes) Account(env, bytes);
   return id;
 }
 
@@ -890,14 +958,22 @@ const at::Tensor& TensorTable::Get(Napi::Env env, const Napi::Value& v, const ch
 void TensorTable::Free(Napi::Env env, int32_t id) {
   if (id < 0 || id >= int32_t(slots_.size()) || !slots_[id].defined()) return;
   slots_[id].reset();
-  if (bytes_[id]) Account(env, -bytes_[id]);
+  if (const void* key = storage_of_[id]) {
+    auto it = storages_.find(key);
+    if (--it->second.handles == 0) {
+      if (it->second.bytes) Account(env, -it->second.bytes);
+      storages_.erase(it);
+    }
+    storage_of_[id] = nullptr;
+  }
   free_.push_back(id);
   live_--;
 }
 
 void TensorTable::Clear() {
   slots_.clear();
-  bytes_.clear();
+  storage_of_.clear();
+  storages_.clear();
   free_.clear();
   live_ = 0;
   bytes_total_ = 0;
@@ -941,6 +1017,8 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
   fn("clearGrad", ClearGrad);
   fn("backward", Backward);
   fn("setGradEnabled", SetGradEnabled);
+  fn("autocastState", AutocastState);
+  fn("setAutocast", SetAutocast);
   fn("manualSeed", ManualSeed);
   fn("newGenerator", NewGenerator);
   fn("defaultGenerator", DefaultGenerator);

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace soco {
@@ -32,11 +33,15 @@ class TensorTable {
  private:
   void Account(Napi::Env env, int64_t delta);
 
+  // Views share a storage: V8 hears of each storage once, however many handles reference it.
+  struct StorageUse { int64_t bytes; int32_t handles; };
+
   std::vector<at::Tensor> slots_;
-  std::vector<int64_t> bytes_;
+  std::vector<const void*> storage_of_;  // per slot; nullptr when the tensor has no storage
+  std::unordered_map<const void*, StorageUse> storages_;
   std::vector<int32_t> free_;
   size_t live_ = 0;
-  int64_t bytes_total_ = 0;
+  int64_t bytes_total_ = 0;  // of distinct live storages
   int64_t pending_ = 0;  // bytes not yet reported to V8
 };
 

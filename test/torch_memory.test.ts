@@ -192,7 +192,11 @@ describe('torch memory', function () {
     const big = torch.zeros([16 << 20]);  // 64 MiB
     const ext1: number = native.externalMemory();
     assert.ok(Math.abs(mib(ext1 - ext0) - 64) <= 1, `V8 was told of ${mib(ext1 - ext0).toFixed(1)} MiB for a 64 MiB tensor`);
+    const views = Array.from({ length: 8 }, (_, i) => big.narrow(0, i, 1024));
+    assert.ok(Math.abs(mib(native.externalMemory() - ext0) - 64) <= 1, 'views of one storage count once');
     big.dispose();
+    assert.ok(Math.abs(mib(native.externalMemory() - ext0) - 64) <= 1, 'the storage lives while a view does');
+    for (const v of views) v.dispose();
     assert.ok(Math.abs(mib(native.externalMemory() - ext0)) <= 1, 'and of its release on dispose');
 
     const live0 = torch.liveTensors();

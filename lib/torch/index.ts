@@ -6,7 +6,8 @@ export * from './dtype';
 export { Tensor, TorchError, Generator, cat, stack, where, resolveDevice } from './tensor';
 export type { Scalar, TensorLike } from './tensor';
 export * from './functional';
-export { noGrad, enableGrad, isGradEnabled, backward } from './autograd';
+export { noGrad, enableGrad, isGradEnabled, backward, autocast, autocastState } from './autograd';
+export type { AutocastDtype } from './autograd';
 export { tidy, keep, inScope } from './scope';
 export type { Disposable } from './scope';
 export { NativeLoadError } from './native';
@@ -21,7 +22,7 @@ export function setRngState(state: Tensor, device = 'cpu'): void { Generator.def
 
 /** Number of tensors currently held by the addon (not yet disposed or collected). */
 export function liveTensors(): number { return native.liveCount(); }
-/** Bytes of storage those tensors reference (a storage shared by several handles counts for each). */
+/** Bytes of the distinct storages those tensors reference (views of one storage count once). */
 export function liveBytes(): number { return native.liveBytes(); }
 
 /** LibTorch's intra-op thread count (at::set_num_threads). */
