@@ -232,6 +232,25 @@ for (const aligned of [true, false])
 roi.push(c('roiAlign rectangular output, spatialScale 1', [N([1, 2, 10, 12]), V([2, 5], [0, 1, 1, 9, 7, 0, 0.5, 2, 11.5, 9])],
   (x) => F.roiAlign(x[0], x[1], [3, 5], 1, 2, true), 'tv.ops.roi_align(x[0], x[1], output_size=(3, 5), spatial_scale=1, sampling_ratio=2, aligned=True)', RED));
 
+// Mixed precision: the same ops under torch.autocast(bfloat16); roi_align follows torchvision's
+// autocast rule (float32 inside, the input's dtype out), written out in the reference because
+// torchvision's CPU kernel has no bfloat16.
+const amp: OpCase[] = [
+  c('autocast bfloat16: conv2d, batchNorm, relu, roiAlign, linear, normalize',
+    [N([2, 3, 16, 16]), N([4, 3, 3, 3]), V([3, 5], [0, 1, 1, 9, 7, 1, 0.5, 2, 11.5, 9, 0, 0, 0, 15, 15]), N([6, 16]), N([4], false), N([4], false)],
+    (x, d) => torch.autocast(d === 'cpu' ? 'cpu' : 'cuda', 'bfloat16', () => {
+      const y = F.conv2d(x[0], x[1], null, { padding: 1 });
+      const b = F.relu(F.batchNorm(y, null, null, x[4], x[5], true));
+      const r = F.roiAlign(b, x[2], [2, 2], 1, 2, true);
+      const z = F.linear(r.flatten(1), x[3]);
+      return [y, b, r, z, F.normalize(z)];
+    }),
+    'with torch.autocast(x[0].device.type, dtype=torch.bfloat16):\n' +
+    '  y = F.conv2d(x[0], x[1], padding=1)\n  b = F.relu(F.batch_norm(y, None, None, x[4], x[5], True))\n' +
+    '  r = tv.ops.roi_align(b.float(), x[2], output_size=(2, 2), spatial_scale=1, sampling_ratio=2, aligned=True).to(b.dtype)\n' +
+    '  z = F.linear(r.flatten(1), x[3])\n  return [y, b, r, z, F.normalize(z)]', EXACT, { atol: 1e-2, rtol: 1e-2 }),
+];
+
 const foreach: OpCase[] = (() => {
   const L = (x: Tensor[], from: number): Tensor[] => [x[from].clone(), x[from + 1].clone(), x[from + 2].clone()];
   const ins = (): Input[] => [N([3, 4], false), N([5], false), N([2, 2, 2], false), N([3, 4], false), N([5], false), N([2, 2, 2], false), P([3, 4], false), P([5], false), P([2, 2, 2], false)];
@@ -295,7 +314,7 @@ const autograd: OpCase[] = [
     'a = x[0] * x[1]; b = x[0].exp(); torch.autograd.backward([a.sum(), b], [torch.tensor(2.), torch.ones_like(b)])\nreturn x[0].grad.clone()'),
 ];
 
-const allCases: OpCase[] = [...creation, ...elementwise, ...inplace, ...comparisons, ...reductions, ...shapes, ...linalg, ...nn, ...roi, ...foreach, ...autograd];
+const allCases: OpCase[] = [...creation, ...elementwise, ...inplace, ...comparisons, ...reductions, ...shapes, ...linalg, ...nn, ...roi, ...amp, ...foreach, ...autograd];
 
 // CPU random streams: our CPU generators are LibTorch's mt19937, so seeded draws must equal
 // Python's exactly. (CUDA's Philox stream has no CPU reference; see the cuda-only test below.)

@@ -406,6 +406,12 @@ export function loadTorchvisionOps(): void {
 export function roiAlign(input: Tensor, rois: Tensor, outputSize: Pair, spatialScale = 1, samplingRatio = -1, aligned = true): Tensor {
   loadTorchvisionOps();
   const [oh, ow] = pair(outputSize);
+  if (input.dtype === 'bfloat16' || input.dtype === 'float16') {
+    // torchvision's autocast rule for roi_align (float32 inside, the result in the input's dtype),
+    // applied on every device: its CPU kernels reject bfloat16 and features/boxes of two dtypes.
+    return tidy(() => roiAlign(input.to(null, 'float32'), rois.to(null, 'float32'), [oh, ow], spatialScale, samplingRatio, aligned)
+      .to(null, input.dtype));
+  }
   return w(native.call(O.roiAlign(), input.id, rois.id, spatialScale, oh, ow, samplingRatio, aligned));
 }
 
