@@ -14,7 +14,8 @@ import { Batch, LoaderError, SoCoLoader, disposeBatch } from '../lib/data/loader
 import { renderViews } from '../lib/data/views';
 import { ViewAugmentation, byolAugmentation } from '../lib/data/augment';
 import { ImageViews, PAPER_GEOMETRY, Rng, officialGeometry, sampleViews } from '../lib/data/views_geometry';
-import { encodePng, listImages } from '../lib/cli/proposals';
+import { encodePng } from '../lib/cli/proposals';
+import { listImageFiles as listImages } from '../lib/data';
 import { writeViewSheets } from '../lib/cli/views';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -234,6 +235,67 @@ describe('loader', function () {
       augmentations: [byolAugmentation(0)] }), /1 augmentations for 2 views \(c4\)/);
   });
 
+  it('resumes mid-epoch: epoch(e, 2) is batches 2.. of epoch(e), same views and boxes, the skipped ones not decoded', async function () {
+    const geometry = { ...PAPER_GEOMETRY, v1Size: 96, v2Size: 96, v3Size: 48 };
+    const make = () => new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: 3, seed: 12, geometry, log: () => undefined });
+    const whole = await collect(make(), 3);
+    const tail = make();
+    const resumed: Batch[] = [];
+    for await (const b of tail.epoch(3, 2)) resumed.push(b);
+    assert.equal(whole.length, 4);
+    assert.equal(tail.stats.images, 2 * 3, 'only batches 2 and 3 were decoded');
+    assert.deepEqual(resumed.map((b) => b.index), [2, 3]);
+    resumed.forEach((b, i) => {
+      const a = whole[i + 2];
+      assert.deepEqual(b.keys, a.keys);
+      assert.deepEqual(b.ids.toArray(), a.ids.toArray());
+      for (let v = 0; v < 3; v++) {
+        assert.equal(maxDiff(b.views[v], a.views[v]), 0, `batch ${b.index} view ${v}`);
+        assert.deepEqual(b.boxes[v].toArray(), a.boxes[v].toArray());
+        assert.deepEqual(b.levels[v].toArray(), a.levels[v].toArray());
+      }
+    });
+    const none: Batch[] = [];
+    for await (const b of make().epoch(3, 4)) none.push(b);
+    assert.equal(none.length, 0, 'starting past the end yields nothing');
+    [...whole, ...resumed].forEach(disposeBatch);
+    await assert.rejects(make().epoch(3, -1).next(), /startBatch must be a non-negative integer, got -1/);
+  });
+
+  it('random boxes (Table 5(c)) and no V3 (Table 4): K boxes per image, fixed across epochs, two views at the configured sizes', async function () {
+    const geometry = { ...PAPER_GEOMETRY, k: 2, multiView: false, v1Size: 96, v2Size: 64, keepClipped: true };
+    const make = () => new SoCoLoader({ root: IMAGES, files, proposals: null, randomBoxes: true, batchSize: 7, seed: 3, geometry, log: () => undefined });
+    const loader = make();
+    const [a, b] = [await collect(loader, 0), await collect(make(), 0)];
+    for (const [i, x] of a.entries()) {
+      assert.deepEqual(x.views.map((v) => v.shape), [[7, 3, 96, 96], [7, 3, 64, 64]]);
+      assert.deepEqual(x.boxes[1].toArray(), b[i].boxes[1].toArray(), 'deterministic per seed');
+      for (const id of x.ids.toArray()) assert.ok(id >= -1 && id < 2, `id ${id}`);
+    }
+    assert.equal(loader.stats.missingProposals, 0);
+    assert.ok(loader.stats.fallbacks < 14, `${loader.stats.fallbacks} of 14 images without a surviving box`);
+    // The boxes belong to the image, not to the epoch: V1 is the whole image, so an unflipped V1
+    // box is the same in every epoch (jitter off).
+    const v1Boxes = async (epoch: number): Promise<Map<string, string>> => {
+      const out = new Map<string, string>();
+      const l = new SoCoLoader({ root: IMAGES, files, proposals: null, randomBoxes: true, batchSize: 7, seed: 3, log: () => undefined,
+        geometry: { ...geometry, jitter: false, flipProb: 0, cropScale: [1, 1], keepClipped: true } });
+      for (const x of await collect(l, epoch)) {
+        const bx = x.boxes[0].toArray();
+        const ids = x.ids.toArray();
+        x.keys.forEach((k, i) => { for (let j = 0; j < 2; j++) out.set(`${k}:${ids[i * 2 + j]}`, bx.slice((i * 2 + j) * 4, (i * 2 + j) * 4 + 4).map((v) => v.toFixed(3)).join()); });
+        disposeBatch(x);
+      }
+      return out;
+    };
+    const [e0, e1] = [await v1Boxes(0), await v1Boxes(1)];
+    let same = 0;
+    for (const [k, v] of e0) if (e1.has(k)) { assert.equal(e1.get(k), v, k); same++; }
+    assert.ok(same >= 10, `${same} boxes compared`);
+    [...a, ...b].forEach(disposeBatch);
+    assert.throws(() => new SoCoLoader({ root: IMAGES, files, proposals: store, randomBoxes: true, batchSize: 2, seed: 1 }), /randomBoxes replaces the proposals/);
+  });
+
   it('shuffles per epoch and shards disjointly across ranks', function () {
     const mk = (rank: number, worldSize: number) => new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: 2, seed: 3, rank, worldSize });
     const e0 = mk(0, 1).plan(0).flat();
@@ -302,7 +364,8 @@ describe('loader', function () {
       const plain: ViewAugmentation = { ...byolAugmentation(1), jitterProb: 0, grayscaleProb: 0, blurProb: 0, solarizeProb: 0, normalize: null };
       let checked = 0;
       let flipped = 0;
-      for (const geometry of [{ ...PAPER_GEOMETRY, jitter: false, cropScale: [0.7, 1] as [number, number] }, { ...officialGeometry('fpn'), jitter: false, cropScale: [0.7, 1] as [number, number] }]) {
+      for (const geometry of [{ ...PAPER_GEOMETRY, jitter: false, cropScale: [0.7, 1] as [number, number] }, { ...officialGeometry('fpn'), jitter: false, cropScale: [0.7, 1] as [number, number] },
+        { ...PAPER_GEOMETRY, jitter: false, cropScale: [0.7, 1] as [number, number], v1Size: 128, v2Size: 96, v3Size: 48 }]) {
         const loader = new SoCoLoader({ root: sdir, files: names, proposals: ps, batchSize: 8, seed: 21, geometry, augmentations: [plain, plain, plain] });
         for (const b of await collect(loader, 0)) {
           for (let v = 0; v < 3; v++) {
@@ -326,7 +389,7 @@ describe('loader', function () {
         }
       }
       ps.close();
-      assert.ok(checked >= 24 && flipped >= 6, `checked ${checked} views, ${flipped} flipped`);
+      assert.ok(checked >= 36 && flipped >= 9, `checked ${checked} views, ${flipped} flipped`);
     } finally {
       fs.rmSync(sdir, { recursive: true, force: true });
     }

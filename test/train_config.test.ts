@@ -4,7 +4,24 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { resolveConfig, DEFAULT_CONFIG, ABLATIONS, CONFIG_FIELDS, flagHelp, ConfigError } from '../lib/train/config';
+import { Command } from 'commander';
+import * as torch from '../lib/torch';
+import { resolveConfig, DEFAULT_CONFIG, ABLATIONS, CONFIG_FIELDS, flagHelp, ConfigError, TrainConfig } from '../lib/train/config';
+import { addConfigFlags, overridesFromOptions } from '../lib/cli/train';
+import { createBatchSource } from '../lib/train/data_source';
+import { SoCoTrainer } from '../lib/train/trainer';
+import { listImageFiles } from '../lib/data';
+import { readImageSize } from '../lib/data/image';
+import { ProposalStoreWriter } from '../lib/data/proposal_store';
+
+const TRAIN = path.resolve(__dirname, '..', '..', 'test', 'fixtures', 'images', 'train');
+
+/** `soco-train train [--preset P] ARGS` as the CLI parses the config flags, resolved. */
+function fromFlags(args: string[], presets?: string): TrainConfig {
+  const cmd = addConfigFlags(new Command('train').exitOverride());
+  cmd.parse(args, { from: 'user' });
+  return resolveConfig({ presets, overrides: overridesFromOptions(cmd.opts()) }).config;
+}
 
 describe('train config', () => {
   let dir: string;
@@ -112,5 +129,84 @@ describe('train config', () => {
     assert.equal(Object.keys(CONFIG_FIELDS).length, Object.keys(DEFAULT_CONFIG).length);
     assert.ok(help.some((h) => h.flag === '--batch-size' && /default 2048/.test(h.help)));
     assert.ok(help.some((h) => h.flag === '--v3-size' && /Table 5\(a\)/.test(h.help)));
+  });
+
+  describe('every ablation starts: flags -> config -> the data pipeline', function () {
+    this.timeout(600000);
+    let store: string;
+    before(async () => {
+      // Real store format, three hand-placed boxes per photo.
+      store = path.join(dir, 'train.proposals');
+      const w = ProposalStoreWriter.open(store, { root: TRAIN });
+      for (const key of listImageFiles(TRAIN)) {
+        const { width: W, height: H } = await readImageSize(path.join(TRAIN, key));
+        const f = (a: number, b: number, c: number, d: number): number[] => [Math.round(a * W), Math.round(b * H), Math.round(c * W), Math.round(d * H)];
+        w.append(key, { boxes: [...f(0.1, 0.1, 0.6, 0.6), ...f(0.3, 0.2, 0.9, 0.8), ...f(0.2, 0.4, 0.7, 0.95)], width: W, height: H, rawCount: 3, uniqueCount: 3, filterStage: 0, millis: 0 });
+      }
+      w.close();
+    });
+    const small = ['--v1-size', '64', '--v2-size', '64', '--v3-size', '32', '--v4-size', '48', '--batch-size', '2'];
+
+    /** One batch of the configured pipeline: view sizes and loss pairs. */
+    async function firstBatch(c: TrainConfig): Promise<{ sizes: number[]; pairs: string[] }> {
+      const src = await createBatchSource(c, 'cpu', () => undefined);
+      try {
+        const it = src.epoch(0, 0);
+        const r = await it.next();
+        assert.ok(!r.done);
+        const b = r.value;
+        const out = { sizes: b.views.map((v) => v.image.size(3)), pairs: b.pairs.map((p) => p.name) };
+        b.dispose();
+        await it.return?.();
+        return out;
+      } finally {
+        await src.close();
+      }
+    }
+
+    it('--multi-view false, --proposal-source random, view sizes, SoCo* sizes', async () => {
+      const base = ['--images', TRAIN, '--proposals', store, ...small];
+      assert.deepEqual(await firstBatch(fromFlags([...base, '--multi-view', 'false'])), { sizes: [64, 64], pairs: ['v1-v2'] });
+      assert.deepEqual((await firstBatch(fromFlags([...base, '--no-multi-view']))).pairs, ['v1-v2']);
+      assert.deepEqual(await firstBatch(fromFlags([...base, '--v2-size', '56', '--v3-size', '40'])), { sizes: [64, 56, 40], pairs: ['v1-v2', 'v1-v3'] });
+      assert.deepEqual((await firstBatch(fromFlags([...base, '--soco-star']))).sizes, [64, 64, 32, 48]);
+      assert.deepEqual((await firstBatch(fromFlags(base, 'official,soco-star'))).sizes, [64, 64, 48, 32]);
+      // Random boxes need no proposal store.
+      const rnd = fromFlags(['--images', TRAIN, ...small, '--proposal-source', 'random', '--k', '1']);
+      assert.equal(rnd.proposals, '');
+      assert.deepEqual((await firstBatch(rnd)).sizes, [64, 64, 32]);
+      assert.throws(() => fromFlags([...base, '--soco-star', '--no-multi-view']), /socoStar adds V4 to V1, V2 and V3: it needs multiView true/);
+    });
+
+    it('each entry of ABLATIONS gives batches', async () => {
+      for (const [name, a] of Object.entries(ABLATIONS)) {
+        const c = resolveConfig({ overrides: { ...a, images: TRAIN, proposals: store, v1Size: 64, v2Size: 64, v3Size: 32, batchSize: 2 } }).config;
+        const b = await firstBatch(c);
+        assert.equal(b.sizes.length, c.multiView ? 3 : 2, name);
+      }
+    });
+
+    it('a run without V3, with random boxes and small views, trains (one iteration)', async () => {
+      const threads = torch.getNumThreads();
+      torch.setNumThreads(1);
+      try {
+        const c = fromFlags(['--images', TRAIN, '--out', path.join(dir, 'run'), '--multi-view', 'false', '--proposal-source', 'random', '--k', '1',
+          '--v1-size', '64', '--v2-size', '48', '--batch-size', '2', '--depth', '18', '--no-head', '--projector-hidden', '32',
+          '--predictor-hidden', '32', '--embed-dim', '16', '--max-iters', '1', '--epochs', '1', '--warmup-epochs', '0', '--log-every', '1', '--prefetch', '1']);
+        const trainer = new SoCoTrainer(c);
+        const losses: number[] = [];
+        trainer.on('iteration', (e: { loss: number }) => losses.push(e.loss));
+        try {
+          await trainer.train();
+        } finally {
+          await trainer.close();
+        }
+        assert.equal(losses.length, 1);
+        // One pair (V1-V2), both directions: -4 <= loss <= 4.
+        assert.ok(losses[0] >= -4 && losses[0] <= 4, `loss ${losses[0]}`);
+      } finally {
+        torch.setNumThreads(threads);
+      }
+    });
   });
 });

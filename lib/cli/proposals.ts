@@ -6,12 +6,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import { decodeImage, isImageDecodeError, readImageSize } from '../data/image';
+import { listImageFiles } from '../data/image_files';
 import {
   ProposalRecord, ProposalStore, ProposalStoreWriter, RecordStatus, readAuthorsJson, writeAuthorsJson,
 } from '../data/proposal_store';
 import { PRESETS, PresetName, SelectiveSearchParams, fromAuthorsRects, selectiveSearch } from '../data/selective_search';
-
-const IMAGE_EXT = /\.(jpe?g|png|webp)$/i;
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -35,21 +34,8 @@ function positiveNum(name: string) {
   };
 }
 
-/** Image files under root, sorted, as '/'-separated paths relative to root. */
-export function listImages(root: string): string[] {
-  const out: string[] = [];
-  const walk = (rel: string): void => {
-    const entries = fs.readdirSync(path.join(root, rel), { withFileTypes: true });
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) walk(r);
-      else if ((e.isFile() || e.isSymbolicLink()) && IMAGE_EXT.test(e.name)) out.push(r);
-    }
-  };
-  walk('');
-  return out;
-}
+/** Image files under root, sorted, as '/'-separated paths relative to root (lib/data listImageFiles). */
+export const listImages = listImageFiles;
 
 const fmtTime = (s: number): string => {
   if (!Number.isFinite(s)) return '--:--:--';

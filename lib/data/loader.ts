@@ -17,7 +17,7 @@ import { Tensor, cuda, keep, tensor, tidy } from '../torch';
 import { DecodedImage, decodeImage } from './image';
 import { ProposalRecord, RecordStatus } from './proposal_store';
 import { SampleAugment, ViewAugmentation, augment, byolAugmentation, sampleAugment } from './augment';
-import { Box, GeometryOptions, ImageViews, PAPER_GEOMETRY, Rng, mixSeed, sampleViews } from './views_geometry';
+import { Box, GeometryOptions, ImageViews, PAPER_GEOMETRY, Rng, mixSeed, randomBoxes, sampleViews, viewLayout } from './views_geometry';
 import { renderViews, resizeImages, rgbTensor, stackRgb, toFloatImages } from './views';
 
 /** What the loader needs of a proposal store (lib/data/proposal_store.ts ProposalStore). */
@@ -29,8 +29,12 @@ export interface LoaderOptions {
   /** Image root; `files` are relative to it and are the proposal store's keys. */
   root: string;
   files: readonly string[];
-  /** Proposals per image; null: every image uses the whole-image fallback. */
+  /** Proposals per image; null: every image uses the whole-image fallback (unless randomBoxes). */
   proposals: ProposalSource | null;
+  /** Table 5(c) "Random": K random boxes per image (views_geometry randomBoxes) instead of
+   * proposals; drawn once per image from (seed, key), so they stay put across epochs as an
+   * offline proposal file would. Needs proposals null. */
+  randomBoxes?: boolean;
   /** Images per batch on this rank. */
   batchSize: number;
   seed: number;
@@ -121,6 +125,14 @@ interface HostBatch {
 const AUGMENT_STREAM = 0x6175;  // separates the augmentation draws from the geometry draws
 const ORDER_STREAM = 0x6f72;
 const REPLACE_STREAM = 0x7265;
+const RANDOM_BOX_STREAM = 0x7262;
+
+/** FNV-1a of a string: an image key as a seed part that does not depend on the file list. */
+function hashKey(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
 
 export class SoCoLoader {
   readonly options: Required<Omit<LoaderOptions, 'log'>> & { log: (m: string) => void };
@@ -129,9 +141,14 @@ export class SoCoLoader {
 
   constructor(o: LoaderOptions) {
     const geometry = o.geometry ?? PAPER_GEOMETRY;
-    const nviews = geometry.arch === 'c4' ? 2 : geometry.socoStar ? 4 : 3;
+    let nviews: number;
+    try {
+      nviews = viewLayout(geometry).length;
+    } catch (e) {
+      throw new LoaderError(`loader: ${(e as Error).message}`);
+    }
     this.options = {
-      root: o.root, files: o.files, proposals: o.proposals, batchSize: o.batchSize, seed: o.seed,
+      root: o.root, files: o.files, proposals: o.proposals, randomBoxes: o.randomBoxes ?? false, batchSize: o.batchSize, seed: o.seed,
       rank: o.rank ?? 0, worldSize: o.worldSize ?? 1, dropLast: o.dropLast ?? true, prefetch: o.prefetch ?? 2,
       device: o.device ?? 'cpu', geometry, augmentations: o.augmentations ?? Array.from({ length: nviews }, (_, i) => byolAugmentation(i)),
       maxBadFraction: o.maxBadFraction ?? 0.01, log: o.log ?? ((m: string) => console.warn(m)),
@@ -144,6 +161,7 @@ export class SoCoLoader {
     if (!(Number.isInteger(rank) && rank >= 0 && rank < worldSize)) throw new LoaderError(`loader: rank must be in [0, ${worldSize}), got ${rank}`);
     if (!(Number.isInteger(prefetch) && prefetch >= 1)) throw new LoaderError(`loader: prefetch must be a positive integer, got ${prefetch}`);
     if (!Number.isInteger(seed)) throw new LoaderError(`loader: seed must be an integer, got ${seed}`);
+    if (this.options.randomBoxes && this.options.proposals) throw new LoaderError('loader: randomBoxes replaces the proposals: pass proposals null');
     if (!(maxBadFraction >= 0 && maxBadFraction < 1)) throw new LoaderError(`loader: maxBadFraction must be in [0, 1), got ${maxBadFraction}`);
     if (augmentations.length !== nviews)
       throw new LoaderError(`loader: ${augmentations.length} augmentations for ${nviews} views (${geometry.arch}${geometry.socoStar ? ', SoCo*' : ''})`);
@@ -183,18 +201,24 @@ export class SoCoLoader {
     return batches;
   }
 
-  /** The batches of one epoch; the host stage runs `prefetch` batches ahead. */
-  async *epoch(epoch: number): AsyncGenerator<Batch> {
-    for await (const hb of this.hostBatches(epoch)) yield this.toDevice(hb);
+  /**
+   * The batches of one epoch from batch `startBatch` on (resuming mid-epoch): the same batches,
+   * views and boxes as epoch(epoch) yields from that batch, since every image's randomness is a
+   * function of (seed, epoch, image); the skipped batches are not decoded. The host stage runs
+   * `prefetch` batches ahead.
+   */
+  async *epoch(epoch: number, startBatch = 0): AsyncGenerator<Batch> {
+    for await (const hb of this.hostBatches(epoch, startBatch)) yield this.toDevice(hb);
   }
 
   /** The host stage alone (decode, geometry, parameters, assembly): what the CPU pays per batch
    * when the rest runs on the device. Exposed for the benchmark. */
-  async *hostBatches(epoch: number): AsyncGenerator<HostBatch> {
+  async *hostBatches(epoch: number, startBatch = 0): AsyncGenerator<HostBatch> {
+    if (!(Number.isInteger(startBatch) && startBatch >= 0)) throw new LoaderError(`loader: startBatch must be a non-negative integer, got ${startBatch}`);
     const plan = this.plan(epoch);
     const queue: Promise<HostBatch>[] = [];
     const run = { cancelled: false };
-    let next = 0;
+    let next = startBatch;
     const fill = (): void => {
       while (queue.length < this.options.prefetch && next < plan.length) {
         const p = this.hostBatch(epoch, next, plan[next], run);
@@ -274,9 +298,11 @@ export class SoCoLoader {
     const W = image.originalWidth;
     const H = image.originalHeight;
     const rec = this.options.proposals?.get(key);
-    const missingProposals = !rec || rec.status !== RecordStatus.Ok;
+    const missingProposals = !this.options.randomBoxes && (!rec || rec.status !== RecordStatus.Ok);
     let boxes: Box[] = [];
-    if (rec && !missingProposals) {
+    if (this.options.randomBoxes) {
+      boxes = randomBoxes(new Rng(mixSeed(seed, hashKey(key), RANDOM_BOX_STREAM)), W, H, geometry.k);
+    } else if (rec && !missingProposals) {
       // Boxes are in the original image's pixels; rescale if the store saw another size.
       const fx = rec.width > 0 ? W / rec.width : 1;
       const fy = rec.height > 0 ? H / rec.height : 1;

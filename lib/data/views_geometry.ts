@@ -96,7 +96,7 @@ export interface GeometryOptions {
   /** Authors: random crops are taken from the raw image; paper: from V1. */
   cropFromRaw: boolean;
   /** View layout. paper: V3 = V2 at 112, V4 = new crop of V1 at 192. official: V3 = new crop at
-   * 112 (SoCo*: at 192) and SoCo*'s V4 = V2 at 112. */
+   * 112 (SoCo*: at 192) and SoCo*'s V4 = V2 at 112. (112 is v3Size, 192 is v4Size.) */
   layout: 'paper' | 'official';
   /** Authors: proposals intersecting a crop are kept and clipped; paper: only those inside it. */
   keepClipped: boolean;
@@ -105,6 +105,15 @@ export interface GeometryOptions {
   jitterRange: number;
   flipProb: number;
   v1Size: number;
+  /** V2's size (paper 224). */
+  v2Size: number;
+  /** The small view's size (Table 5(a), paper 112): the paper's V3 (V2 downsampled), the authors'
+   * V3 (its own crop) and, in the authors' SoCo* layout, their V4 (V2 downsampled). */
+  v3Size: number;
+  /** SoCo*'s extra crop view (paper 192): the paper's V4, the authors' SoCo* V3. */
+  v4Size: number;
+  /** Table 4 "multi view": false drops the small view (and arch fpn trains on V1 and V2 only). */
+  multiView: boolean;
   /** FPN level thresholds on sqrt(w*h) in the view's pixels: P2 <= t0 < P3 <= t1 < P4 <= t2 < P5. */
   levelThresholds: [number, number, number];
 }
@@ -112,14 +121,14 @@ export interface GeometryOptions {
 export const PAPER_GEOMETRY: GeometryOptions = {
   arch: 'fpn', socoStar: false, k: 4, cropScale: [0.5, 1], cropRatio: [3 / 4, 4 / 3], cropFromRaw: false,
   layout: 'paper', keepClipped: false, jitter: true, jitterProb: 0.5, jitterRange: 0.1, flipProb: 0.5,
-  v1Size: 224, levelThresholds: [48, 96, 192],
+  v1Size: 224, v2Size: 224, v3Size: 112, v4Size: 192, multiView: true, levelThresholds: [48, 96, 192],
 };
 
 /** The authors' code (preset `official`). */
 export function officialGeometry(arch: 'fpn' | 'c4' = 'fpn', socoStar = false): GeometryOptions {
   return {
     ...PAPER_GEOMETRY, arch, socoStar, cropFromRaw: true, layout: 'official', keepClipped: true,
-    cropScale: arch === 'c4' ? [0.6, 1] : [0.5, 1], jitter: arch === 'fpn',
+    cropScale: arch === 'c4' ? [0.6, 1] : [0.5, 1], jitter: arch === 'fpn', multiView: arch === 'fpn',
   };
 }
 
@@ -166,15 +175,24 @@ interface Spec { name: ViewGeometry['name']; size: number; crop: 'full' | 'share
 
 function viewSpecs(o: GeometryOptions): Spec[] {
   const v1: Spec = { name: 'v1', size: o.v1Size, crop: 'full' };
-  const v2: Spec = { name: 'v2', size: 224, crop: 'shared' };
+  const v2: Spec = { name: 'v2', size: o.v2Size, crop: 'shared' };
   if (o.arch === 'c4') return [v1, v2];
+  if (!o.multiView) {
+    if (o.socoStar) throw new RangeError('SoCo* (socoStar) adds a view to V1, V2 and V3: it needs multiView');
+    return [v1, v2];
+  }
   if (o.layout === 'paper') {
-    const specs: Spec[] = [v1, v2, { name: 'v3', size: 112, crop: 'shared' }];
-    if (o.socoStar) specs.push({ name: 'v4', size: 192, crop: 'own' });
+    const specs: Spec[] = [v1, v2, { name: 'v3', size: o.v3Size, crop: 'shared' }];
+    if (o.socoStar) specs.push({ name: 'v4', size: o.v4Size, crop: 'own' });
     return specs;
   }
-  if (o.socoStar) return [v1, v2, { name: 'v3', size: 192, crop: 'own' }, { name: 'v4', size: 112, crop: 'shared' }];
-  return [v1, v2, { name: 'v3', size: 112, crop: 'own' }];
+  if (o.socoStar) return [v1, v2, { name: 'v3', size: o.v4Size, crop: 'own' }, { name: 'v4', size: o.v3Size, crop: 'shared' }];
+  return [v1, v2, { name: 'v3', size: o.v3Size, crop: 'own' }];
+}
+
+/** The views sampleViews draws for these options, in order, with their (square) sizes. */
+export function viewLayout(o: GeometryOptions): { name: ViewGeometry['name']; size: number }[] {
+  return viewSpecs(o).map(({ name, size }) => ({ name, size }));
 }
 
 /** Crop of the base image -> affine from source coordinates. */
@@ -215,6 +233,8 @@ export function sampleViews(rng: Rng, width: number, height: number, proposals: 
   o: GeometryOptions = PAPER_GEOMETRY): ImageViews {
   if (!(width > 0 && height > 0)) throw new RangeError(`image size ${width}x${height}`);
   if (!(Number.isInteger(o.k) && o.k >= 1)) throw new RangeError(`k must be a positive integer, got ${o.k}`);
+  for (const key of ['v1Size', 'v2Size', 'v3Size', 'v4Size'] as const)
+    if (!(Number.isInteger(o[key]) && o[key] >= 1)) throw new RangeError(`${key} must be a positive integer, got ${o[key]}`);
   const props: readonly Box[] = proposals.length ? proposals : [[0, 0, width, height]];
   const base = o.cropFromRaw ? 'source' : 'v1';
   const baseW = base === 'v1' ? o.v1Size : width;
@@ -290,4 +310,37 @@ export function sampleViews(rng: Rng, width: number, height: number, proposals: 
   }
   for (const v of views) v.levels = v.boxes.map((b) => fpnLevel(b, o.levelThresholds));
   return { ids, fallback, views };
+}
+
+
+/**
+ * Table 5(c) "Random": n boxes drawn uniformly in a width x height image to stand in for the
+ * selective-search proposals. The paper only says "we randomly generate K bounding boxes in each
+ * of the training images"; so that only the boxes' content differs from the proposals they
+ * replace, they follow the statistics the authors' proposal filter (RECIPE "ratio3size0308")
+ * enforces: size sqrt(w*h) uniform in [0.3, 0.8] x sqrt(W*H), aspect w/h log-uniform in [1/3, 3]
+ * (redrawn, up to 10 times, until the box fits the image; then shrunk to fit), position uniform,
+ * integer pixel extents as selective search gives.
+ */
+export function randomBoxes(rng: Rng, width: number, height: number, n: number): Box[] {
+  if (!(width > 0 && height > 0)) throw new RangeError(`image size ${width}x${height}`);
+  const out: Box[] = [];
+  const side = Math.sqrt(width * height);
+  for (let i = 0; i < n; i++) {
+    let w = 0;
+    let h = 0;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const s = side * rng.uniform(0.3, 0.8);
+      const a = Math.exp(rng.uniform(Math.log(1 / 3), Math.log(3)));
+      w = Math.max(1, Math.round(s * Math.sqrt(a)));
+      h = Math.max(1, Math.round(s / Math.sqrt(a)));
+      if (w <= width && h <= height) break;
+    }
+    w = Math.min(w, Math.floor(width));
+    h = Math.min(h, Math.floor(height));
+    const x = rng.int(Math.floor(width) - w + 1);
+    const y = rng.int(Math.floor(height) - h + 1);
+    out.push([x, y, x + w, y + h]);
+  }
+  return out;
 }

@@ -358,6 +358,7 @@ export function checkConfig(c: TrainConfig): void {
   if (!(t[0] < t[1] && t[1] < t[2])) fail(`levelThresholds must increase, got ${t}`);
   if (c.arch === 'c4' && (c.socoStar || c.multiView)) fail('arch c4 uses views V1 and V2 only: set multiView false and socoStar false (preset c4 does)');
   if (c.arch === 'c4' && c.poolAllLevels) fail('poolAllLevels applies to arch fpn only');
+  if (c.socoStar && !c.multiView) fail('socoStar adds V4 to V1, V2 and V3: it needs multiView true');
   if (!c.fpn && c.poolAllLevels) fail('poolAllLevels needs fpn');
   if (c.poolAllLevels && !c.scaleAware) fail('poolAllLevels keeps each box on its scale-aware level: it needs scaleAware true');
   if (c.warmupEpochs > c.epochs) fail(`warmupEpochs (${c.warmupEpochs}) exceeds epochs (${c.epochs}): lower it with --warmup-epochs`);

@@ -1,58 +1,26 @@
 // The trainer's view of lib/data: builds the SoCoLoader from a TrainConfig, checks the image
 // folder and the proposal store before any work, and turns loader batches into model input.
-import * as fs from 'fs';
 import * as path from 'path';
 import { arange, cat, tidy } from '../torch';
 import { SoCoView } from '../model';
 import { SoCoLoader, Batch, disposeBatch } from '../data/loader';
 import { ProposalStore } from '../data/proposal_store';
 import { GeometryOptions, PAPER_GEOMETRY } from '../data/views_geometry';
+import { listImageFiles } from '../data/image_files';
 import { TrainConfig } from './config';
 import type { BatchSource, TrainBatch } from './trainer';
 import { anchorPairs } from './step';
 
-const IMAGE_EXT = /\.(jpe?g|png|webp)$/i;
-
-/**
- * Image files under root, sorted, as '/'-separated paths relative to root: the keys
- * `soco-train proposals generate` stores boxes under.
- */
-export function listImageFiles(root: string): string[] {
-  const out: string[] = [];
-  const walk = (rel: string): void => {
-    const entries = fs.readdirSync(path.join(root, rel), { withFileTypes: true });
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) walk(r);
-      else if ((e.isFile() || e.isSymbolicLink()) && IMAGE_EXT.test(e.name)) out.push(r);
-    }
-  };
-  walk('');
-  return out;
-}
-
-/** Config keys the view geometry cannot honour yet, with the reason (checked before any work). */
-export function unsupportedByGeometry(c: TrainConfig): string[] {
-  const out: string[] = [];
-  if (c.v2Size !== 224) out.push(`v2Size ${c.v2Size} (the view geometry fixes V2 at 224)`);
-  const star = c.socoStar;
-  if (c.arch === 'fpn') {
-    const v3 = c.viewLayout === 'official' && star ? 192 : 112;
-    if (c.v3Size !== 112 && c.v3Size !== v3) out.push(`v3Size ${c.v3Size} (the view geometry fixes V3 at ${v3} in the ${c.viewLayout} layout)`);
-    if (star && c.v4Size !== 192) out.push(`v4Size ${c.v4Size} (the view geometry fixes V4 at ${c.viewLayout === 'official' ? 112 : 192})`);
-    if (!c.multiView) out.push('multiView false (the view geometry always builds V3 for arch fpn)');
-  }
-  if (c.proposalSource === 'random') out.push("proposalSource 'random' (the loader has no random-box source)");
-  return out;
-}
+/** The image list of --images (lib/data listImageFiles; re-exported for the trainer's users). */
+export { listImageFiles };
 
 export function geometryOptions(c: TrainConfig): GeometryOptions {
   return {
     ...PAPER_GEOMETRY,
     arch: c.arch, socoStar: c.socoStar, k: c.k, cropScale: c.cropScale, cropRatio: c.cropRatio, cropFromRaw: c.cropFromRaw,
     layout: c.viewLayout, keepClipped: c.keepClipped, jitter: c.jitter, jitterProb: c.jitterProb, jitterRange: c.jitterRange,
-    flipProb: c.flipProb, v1Size: c.v1Size, levelThresholds: c.levelThresholds,
+    flipProb: c.flipProb, v1Size: c.v1Size, v2Size: c.v2Size, v3Size: c.v3Size, v4Size: c.v4Size,
+    multiView: c.arch === 'fpn' && c.multiView, levelThresholds: c.levelThresholds,
   };
 }
 
@@ -112,8 +80,6 @@ export async function createBatchSource(c: TrainConfig, device: string, log: (m:
   if (c.batchSize % shard.worldSize !== 0) {
     throw new Error(`--batch-size ${c.batchSize} is the global batch: it must divide by the ${shard.worldSize} processes`);
   }
-  const unsupported = unsupportedByGeometry(c);
-  if (unsupported.length) throw new Error(`not supported by the data pipeline yet: ${unsupported.join('; ')}`);
   const root = path.resolve(c.images);
   const files = listImageFiles(root);
   if (files.length === 0) throw new Error(`--images ${c.images}: no .jpg/.jpeg/.png/.webp files in it`);
@@ -124,7 +90,7 @@ export async function createBatchSource(c: TrainConfig, device: string, log: (m:
     if (r.coverage < 1) log(`proposals: ${(100 * r.coverage).toFixed(1)}% of the sampled images have boxes; the others use the whole image`);
   }
   const loader = new SoCoLoader({
-    root, files, proposals: store, batchSize: c.batchSize / shard.worldSize, seed: c.seed, prefetch: c.prefetch, device,
+    root, files, proposals: store, randomBoxes: c.proposalSource === 'random', batchSize: c.batchSize / shard.worldSize, seed: c.seed, prefetch: c.prefetch, device,
     rank: shard.rank, worldSize: shard.worldSize,
     geometry: geometryOptions(c), log,
   });
@@ -132,18 +98,11 @@ export async function createBatchSource(c: TrainConfig, device: string, log: (m:
     numImages: files.length,
     itersPerEpoch: loader.length,
     epoch(e: number, startIter: number): AsyncIterator<TrainBatch> {
-      const gen = loader.epoch(e);
-      let skipped = 0;
+      // Resume mid-epoch: the loader starts at batch startIter without decoding the ones before
+      // it, and those batches are the ones the uninterrupted epoch would give.
+      const gen = loader.epoch(e, startIter);
       return {
         async next(): Promise<IteratorResult<TrainBatch>> {
-          // Resume mid-epoch: the batches before startIter are drawn (so the epoch's sequence is
-          // the same) and dropped.
-          while (skipped < startIter) {
-            const r = await gen.next();
-            if (r.done) return { done: true, value: undefined };
-            disposeBatch(r.value);
-            skipped++;
-          }
           const r = await gen.next();
           if (r.done) return { done: true, value: undefined };
           return { done: false, value: toTrainBatch(r.value) };
