@@ -1,6 +1,10 @@
 // `soco-train train`: every config key is a flag (lib/train/config.ts), layered
 // defaults < --preset < --config file < flags. Ctrl-C or SIGTERM stops after the current
 // iteration with a checkpoint and exits 0; a second Ctrl-C aborts at once.
+// `--nproc-per-node N` (with --nnodes/--node-rank/--master-addr/--master-port for several
+// machines) makes this process the launcher: it starts N workers running this same command and
+// exits with their result. A worker, or a process that torchrun or srun started, joins the job
+// inside SoCoTrainer; rank 0 prints, the other ranks only report warnings and errors.
 // registerTrainCommands() also registers `plot`, `eval-retrieval` and `demo`.
 import { Command, Option } from 'commander';
 import * as path from 'path';
@@ -10,6 +14,7 @@ import { MetricRecord } from '../train/metrics';
 import { registerPlotCommand } from './plot';
 import { registerDemoCommand, formatRetrieval } from './demo';
 import { evalRetrieval } from '../train/eval_retrieval';
+import * as dist from '../dist';
 
 /** Adds one option per config key (no commander defaults: unset flags must not override the file). */
 export function addConfigFlags(cmd: Command): Command {
@@ -63,23 +68,26 @@ export function formatConfig(r: ResolvedConfig): string {
 export async function runTraining(trainer: SoCoTrainer, log: (s: string) => void = console.log,
   o: { export?: boolean; close?: boolean } = {}): Promise<number> {
   let signals = 0;
+  // In a job only rank 0 talks; the others' warnings go to stderr, which the launcher tags with the rank.
+  const say = (s: string): void => { if (trainer.isMain) log(s); };
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
     if (signals > 1) {
       log(`\n${sig} again: aborting without a checkpoint`);
       process.exit(130);
     }
-    log(`\n${sig}: stopping after this iteration and writing a checkpoint (Ctrl-C again to abort)`);
+    say(`\n${sig}: stopping after this iteration and writing a checkpoint (Ctrl-C again to abort)`);
     trainer.stop(sig);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  trainer.on('log', (_r: MetricRecord, line: string) => log(line));
-  trainer.on('warning', (m: string) => log(`warning: ${m}`));
-  trainer.on('resume', (e: { path: string; step: number }) => log(`resuming from ${e.path} at iteration ${e.step}`));
-  trainer.on('checkpoint', (e: CheckpointEvent) => log(`checkpoint (${e.reason}) ${e.path} at iteration ${e.step}`));
+  trainer.on('log', (_r: MetricRecord, line: string) => say(line));
+  trainer.on('warning', (m: string) => (trainer.isMain ? log(`warning: ${m}`) : console.error(`warning: ${m}`)));
+  trainer.on('resume', (e: { path: string; step: number }) => say(`resuming from ${e.path} at iteration ${e.step}`));
+  trainer.on('checkpoint', (e: CheckpointEvent) => say(`checkpoint (${e.reason}) ${e.path} at iteration ${e.step}`));
   try {
     const r = await trainer.train();
+    if (!trainer.isMain) return 0;
     if (r.stoppedEarly) log(`stopped at iteration ${r.steps}; continue with the same command (it resumes from ${r.lastCheckpoint})`);
     else log(`done: ${r.steps} iterations, final loss ${r.finalLoss.toFixed(4)}; last checkpoint ${r.lastCheckpoint}`);
     if (!r.stoppedEarly && o.export !== false) {
@@ -101,11 +109,24 @@ export function registerTrainCommands(program: Command): void {
     .option('--preset <names>', `comma-separated presets applied in order: ${Object.keys(PRESETS).join(', ')}`)
     .option('--print-config', 'print the resolved config and exit');
   addConfigFlags(train);
+  dist.addLaunchOptions(train);
   train.addHelpText('after', `\nPresets:\n${Object.entries(PRESETS).map(([k, p]) => `  ${k.padEnd(10)} ${p.help}`).join('\n')}\n`);
   train.action(async (opts: Record<string, unknown>) => {
     const resolved = resolveConfig({ presets: opts.preset as string | undefined, file: opts.config as string | undefined, overrides: overridesFromOptions(opts) });
-    console.log(formatConfig(resolved));
+    const launch = dist.launchOptionsFrom(opts);
+    const worker = dist.isLaunchedWorker();
+    // Rank 0 (or the launcher) prints the config once for the job.
+    if (!worker || dist.readDistEnv()?.rank === 0) console.log(formatConfig(resolved));
     if (opts.printConfig) return;
+    if (launch && !worker && launch.nprocPerNode * (launch.nnodes ?? 1) > 1) {
+      const b = resolved.config.batchSize;
+      const world = launch.nprocPerNode * (launch.nnodes ?? 1);
+      if (b % world !== 0) throw new Error(`--batch-size ${b} is the global batch: it must divide by the ${world} processes (--nproc-per-node x --nnodes)`);
+      // The workers run this same command line; they see SOCO_DIST_WORKER and train instead of launching.
+      const r = await dist.launch(launch);
+      process.exitCode = r.exitCode;
+      return;
+    }
     const code = await runTraining(new SoCoTrainer(resolved));
     if (code !== 0) process.exitCode = code;
   });

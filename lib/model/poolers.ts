@@ -92,8 +92,11 @@ export class ROIPooler {
       groups[l].push(i);
     });
     return tidy(() => {
-      const used = groups.map((g, l) => [g, l] as const).filter(([g]) => g.length > 0);
-      if (used.length === 1) return this.one(features[used[0][1]], boxes, used[0][1]);
+      // Every level is pooled, also with no boxes (as Detectron2's ROIPooler): each level's
+      // features stay in the autograd graph, so under SyncBN every rank runs the same backward
+      // (a level missing on one rank would leave the others waiting in its collective), and an
+      // empty level's parameters get a zero gradient, as in the authors' training.
+      const used = groups.map((g, l) => [g, l] as const);
       const order = used.flatMap(([g]) => g);
       const dev = boxes.device;
       const idx = (a: number[]): Tensor => tensor(BigInt64Array.from(a, BigInt), { device: dev });

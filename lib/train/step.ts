@@ -40,6 +40,17 @@ export interface StepOptions {
   /** Iteration index, for the error message. */
   step: number;
   lastCheckpoint: string | null;
+  /** Data-parallel gradient averaging around backward (lib/dist's GradientReducer); none in one process. */
+  gradientSync?: GradientSync;
+}
+
+/**
+ * What a data-parallel step does around backward: beforeBackward(loss) arms the all-reduce hooks
+ * (GradientReducer.prepare), afterBackward() waits for the averages (finishSync) before the update.
+ */
+export interface GradientSync {
+  beforeBackward(loss: Tensor): void;
+  afterBackward(): void;
 }
 
 /**
@@ -57,7 +68,9 @@ export function trainStep(model: SoCoModel, opt: LARS, views: SoCoView[], pairs:
     const value = loss.item();
     if (!Number.isFinite(value)) throw new NonFiniteLossError(o.step, value, o.lastCheckpoint);
     opt.zeroGrad();
+    o.gradientSync?.beforeBackward(loss);
     loss.backward();
+    o.gradientSync?.afterBackward();
     opt.step(o.lr);
     model.updateTarget(o.tau);
     const pairValues: Record<string, number> = {};

@@ -6,6 +6,12 @@
 // function of (seed, epoch, image index); the checkpoint holds the online and target weights
 // (BN statistics included), the LARS momentum buffers, the step, the tau step and LibTorch's RNG
 // states. So iterations k+1.. after a resume from step k repeat those of an uninterrupted run.
+//
+// Several processes (launched by `soco-train train --nproc-per-node N`, torchrun or Slurm): each
+// joins the job in prepare() (lib/dist's initFromEnv), every BatchNorm becomes a SyncBatchNorm,
+// rank 0's state is broadcast, each rank reads its shard of the global batch and gradients are
+// averaged over the ranks before the LARS update, so N ranks train as one process with the whole
+// batch. The ranks agree on a stop before each iteration; rank 0 alone writes files and logs.
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -17,8 +23,9 @@ import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources } from './con
 import { lrAt, tauAt, scaledLr, LrSchedule, checkLrSchedule } from './schedules';
 import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, residentMiB } from './metrics';
 import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './checkpoint';
-import { NonFiniteLossError, ViewPair, trainStep } from './step';
-import { createBatchSource } from './data_source';
+import { GradientSync, NonFiniteLossError, ViewPair, trainStep } from './step';
+import { createBatchSource, Shard } from './data_source';
+import { DistContext, GradientReducer, InitOptions, broadcastModule, broadcastTensors, convertSyncBatchNorm, initFromEnv } from '../dist';
 
 /** One batch as the trainer consumes it (built from lib/data's loader by the data adapter). */
 export interface TrainBatch {
@@ -45,14 +52,20 @@ export interface CheckpointIO {
 }
 
 export interface TrainerHooks {
-  /** Builds the loader for the resolved config (default: lib/data's SoCoLoader). */
-  createBatchSource(config: TrainConfig, device: string, log: (m: string) => void): Promise<BatchSource>;
+  /**
+   * Builds the loader for the resolved config (default: lib/data's SoCoLoader). config.batchSize
+   * is the global batch; `shard` says which part of it this process draws.
+   */
+  createBatchSource(config: TrainConfig, device: string, log: (m: string) => void, shard: Shard): Promise<BatchSource>;
   /** Default: lib/torch's save/load (PyTorch zip format, atomic writes). */
   io: CheckpointIO;
+  /** Joins the multi-process job this process belongs to; null: train alone (default: lib/dist's initFromEnv). */
+  initDist(o: InitOptions): Promise<DistContext | null>;
 }
 
 const DEFAULT_HOOKS: TrainerHooks = {
   createBatchSource,
+  initDist: initFromEnv,
   io: { save: (file, state) => torch.save(file, state as Saveable), load: (file) => torch.load(file) as Record<string, unknown> },
 };
 
@@ -85,6 +98,11 @@ export class SoCoTrainer extends EventEmitter {
   private schedule: LrSchedule | null = null;
   private totalIters = 0;
   private readonly hooks: TrainerHooks;
+  /** The job this process is part of (null: one process). */
+  private ctx: DistContext | null = null;
+  private reducer: GradientReducer | null = null;
+  /** Place in the job, kept after leaving it (exports and messages after train() are rank 0's). */
+  private place = { rank: 0, worldSize: 1 };
 
   constructor(config: Partial<TrainConfig> | ResolvedConfig | ConfigSources = {}, hooks: Partial<TrainerHooks> = {}) {
     super();
@@ -100,6 +118,11 @@ export class SoCoTrainer extends EventEmitter {
   stop(reason = 'stop requested'): void { this.stopReason ??= reason; }
 
   get outDir(): string { return path.resolve(this.config.out); }
+
+  /** This process's rank (0 alone), the number of processes, and whether it writes and logs (rank 0). */
+  get rank(): number { return this.place.rank; }
+  get worldSize(): number { return this.place.worldSize; }
+  get isMain(): boolean { return this.rank === 0; }
 
   /** Checks that need no model: folders, proposal store, device, resume target. Throws naming the problem. */
   preflight(): { resumeFrom: string | null } {
@@ -135,11 +158,46 @@ export class SoCoTrainer extends EventEmitter {
   async prepare(): Promise<void> {
     if (this.model) return;
     const { resumeFrom } = this.preflight();
+    await this.joinJob();
+    try {
+      await this.build(resumeFrom);
+    } catch (e) {
+      this.leaveJob();
+      throw e;
+    }
+  }
+
+  /** Joins the job described by the environment, if any; with NCCL, this rank's GPU becomes the device. */
+  private async joinJob(): Promise<void> {
+    if (this.ctx) return;
+    // CPU training reduces CPU tensors: Gloo, whatever the machine has (unless SOCO_DIST_BACKEND says).
+    const backend = process.env.SOCO_DIST_BACKEND ? undefined : this.device === 'cpu' ? 'gloo' : 'nccl';
+    const ctx = await this.hooks.initDist({ backend });
+    if (!ctx) return;
+    this.ctx = ctx;
+    this.place = { rank: ctx.rank, worldSize: ctx.worldSize };
+    if (ctx.backend === 'nccl') this.device = ctx.device;
+    else if (this.device !== 'cpu') {
+      this.leaveJob();
+      throw new Error(`rank ${ctx.rank}: --device ${this.config.device} with the gloo backend, which reduces CPU tensors: use --device cpu, or SOCO_DIST_BACKEND=nccl`);
+    }
+  }
+
+  /** Ends this process's part in the job (signal handlers, process group). */
+  private leaveJob(): void {
+    this.reducer?.dispose();
+    this.reducer = null;
+    this.ctx?.destroy();
+    this.ctx = null;
+  }
+
+  private async build(resumeFrom: string | null): Promise<void> {
     const c = this.config;
+    const ctx = this.ctx;
     torch.manualSeed(c.seed);
-    this.data = await this.hooks.createBatchSource(c, this.device, (m) => this.emit('warning', m));
+    this.data = await this.hooks.createBatchSource(c, this.device, (m) => this.emit('warning', m), { rank: this.rank, worldSize: this.worldSize });
     const ipe = this.data.itersPerEpoch;
-    if (ipe < 1) throw new Error(`--batch-size ${c.batchSize} is larger than the data set (${this.data.numImages} images): lower it`);
+    if (ipe < 1) throw new Error(`--batch-size ${c.batchSize} is larger than the data set (${this.data.numImages} images${this.worldSize > 1 ? `, ${Math.floor(this.data.numImages / this.worldSize)} per process` : ''}): lower it`);
     this.totalIters = c.maxIters > 0 ? c.maxIters : c.epochs * ipe;
     this.schedule = {
       peakLr: scaledLr(c.baseLr, c.batchSize),
@@ -157,13 +215,40 @@ export class SoCoTrainer extends EventEmitter {
     if (this.device !== 'cpu') model.to(this.device);
     model.train();
     this.model = model;
+    // Every BatchNorm of the online network, predictor and target: statistics over the global
+    // batch (--sync-bn, the paper's setting; SyncBN shares the BatchNorm's tensors, so names and checkpoints do not change).
+    if (ctx && c.syncBN) convertSyncBatchNorm(model, ctx.group);
     this.optimizer = new LARS(this.trainedParameters(), { momentum: c.momentum, weightDecay: c.weightDecay, trustCoefficient: c.trustCoefficient });
     // A checkpoint holds online + target + momentum: about 3x the online weights, plus a second
     // copy while last.pth switches.
     const bytes = model.parameters().reduce((s, p) => s + p.numel * 4, 0) * 2.2;
-    checkFreeSpace(this.outDir, bytes);
+    if (this.isMain) checkFreeSpace(this.outDir, bytes);
     if (resumeFrom) this.restore(resumeFrom);
-    fs.writeFileSync(path.join(this.outDir, 'config.json'), JSON.stringify({ ...c, presets: this.resolved.presets }, null, 2) + '\n');
+    if (ctx) {
+      await this.agreeOnStart(ctx, resumeFrom);
+      this.reducer = new GradientReducer(ctx.group, this.trainedParameters().map(([, p]) => p));
+    }
+    if (this.isMain) fs.writeFileSync(path.join(this.outDir, 'config.json'), JSON.stringify({ ...c, presets: this.resolved.presets }, null, 2) + '\n');
+  }
+
+  /**
+   * Every rank must start from the same step with rank 0's state. Each rank resumed from what it
+   * found in --out; a rank that found another step (--out not shared by every machine) stops the
+   * job here. Then rank 0's weights, BN statistics and LARS momentum are copied to all ranks.
+   */
+  private async agreeOnStart(ctx: DistContext, resumeFrom: string | null): Promise<void> {
+    const opt = this.optimizer!;
+    const momentum = Object.entries(opt.stateDict().momentum).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const mine = torch.tensor([this.step, momentum.length], { dtype: 'int64' });
+    const all = await ctx.group.allGather(mine.to(ctx.group.device));
+    const seen = all.map((t) => t.toArray());
+    for (const t of [mine, ...all]) t.dispose();
+    const odd = seen.findIndex((v) => v[0] !== seen[0][0] || v[1] !== seen[0][1]);
+    if (odd > 0)
+      throw new Error(`rank ${odd} would start at iteration ${seen[odd][0]} but rank 0 at ${seen[0][0]}` +
+        ` (rank ${ctx.rank} resumed from ${resumeFrom ?? 'nothing'}): --out ${this.outDir} must be one folder shared by every machine of the job`);
+    await broadcastModule(ctx.group, this.model!, 0);
+    await broadcastTensors(ctx.group, momentum.map(([, t]) => t), 0);
   }
 
   private trainedParameters(): [string, torch.Tensor][] {
@@ -190,8 +275,12 @@ export class SoCoTrainer extends EventEmitter {
     };
   }
 
-  /** Writes a checkpoint of the current step; returns its path. */
+  /** Writes a checkpoint of the current step (rank 0 of a job; the others only note its path); returns its path. */
   saveCheckpoint(reason: CheckpointEvent['reason']): CheckpointEvent {
+    if (!this.isMain) {
+      this.lastCheckpoint = this.saver.lastPath;
+      return { path: this.saver.pathFor(this.step), step: this.step, reason };
+    }
     const state = this.checkpointState();
     try {
       const saved = this.saver.save(this.step, (file) => this.hooks.io.save(file, state));
@@ -245,23 +334,72 @@ export class SoCoTrainer extends EventEmitter {
   get iterations(): number { return this.totalIters; }
 
   async train(): Promise<TrainResult> {
-    await this.prepare();
+    try {
+      await this.prepare();
+      return await this.loop();
+    } finally {
+      // At the end and on error alike: an error here makes the other ranks fail at once instead
+      // of waiting out the collective timeout.
+      this.leaveJob();
+    }
+  }
+
+  /**
+   * True when the run must stop before the next iteration. In a job the ranks vote (one small
+   * all-reduce, at the same point of every iteration), so all leave after the same step.
+   */
+  private async agreeStop(): Promise<boolean> {
+    const ctx = this.ctx;
+    if (!ctx) return this.stopReason !== null;
+    if (this.stopReason) ctx.stop.request(this.stopReason);
+    if (!(await ctx.stop.agreed(ctx.group))) return false;
+    this.stopReason ??= ctx.stop.reason ?? 'another rank was asked to stop';
+    return true;
+  }
+
+  /** This rank's loss and per-pair losses -> their mean over the ranks (the loss of the global batch). */
+  private async globalLosses(loss: number, pairs: Record<string, number>): Promise<{ loss: number; pairs: Record<string, number> }> {
+    const ctx = this.ctx;
+    if (!ctx) return { loss, pairs };
+    const names = Object.keys(pairs);
+    const t = torch.tensor([loss, ...names.map((n) => pairs[n])], { dtype: 'float64' });
+    const onDevice = t.to(ctx.group.device);
+    try {
+      await ctx.group.allReduce(onDevice, 'avg');
+      const v = onDevice.toArray();
+      return { loss: v[0], pairs: Object.fromEntries(names.map((n, i) => [n, v[i + 1]])) };
+    } finally {
+      if (onDevice !== t) onDevice.dispose();
+      t.dispose();
+    }
+  }
+
+  private async loop(): Promise<TrainResult> {
     const c = this.config;
     const data = this.data!;
     const model = this.model!;
     const opt = this.optimizer!;
     const ipe = data.itersPerEpoch;
-    const metrics = new MetricsWriter(this.outDir, this.step);
+    const main = this.isMain;
+    const metrics = main ? new MetricsWriter(this.outDir, this.step) : null;
     const tp = new Throughput();
+    const reducer = this.reducer;
+    // Averages the gradients over the ranks between backward and the LARS update; the hooks start
+    // each bucket's all-reduce during backward, and the loss roots let them skip unused parameters.
+    const gradientSync: GradientSync | undefined = reducer
+      ? { beforeBackward: (loss) => reducer.prepare(1, [loss]), afterBackward: () => { reducer.finishSync(); } }
+      : undefined;
     let finalLoss = NaN;
     let collapseWarned = false;
     let lastSaved = -1;
+    let stopping = false;
     try {
-      while (this.step < this.totalIters && !this.stopReason) {
+      while (this.step < this.totalIters && !stopping) {
         const epoch = Math.floor(this.step / ipe);
         const it = data.epoch(epoch, this.step % ipe);
         try {
-          while (this.step < this.totalIters && !this.stopReason) {
+          while (this.step < this.totalIters) {
+            if ((stopping = await this.agreeStop())) break;
             const t0 = performance.now();
             const next = await it.next();
             const waited = (performance.now() - t0) / 1000;
@@ -275,21 +413,22 @@ export class SoCoTrainer extends EventEmitter {
             let r;
             try {
               r = trainStep(model, opt, batch.views, batch.pairs, {
-                lr, tau, normalization: c.lossNormalization, measureStd: logNow, step: this.step, lastCheckpoint: this.lastCheckpoint,
+                lr, tau, normalization: c.lossNormalization, measureStd: logNow && main, step: this.step, lastCheckpoint: this.lastCheckpoint, gradientSync,
               });
             } finally {
               batch.dispose();
             }
+            const g = await this.globalLosses(r.loss, r.pairs);
             this.step++;
-            finalLoss = r.loss;
-            tp.step(batch.images, (performance.now() - t0) / 1000, waited);
-            this.emit('iteration', { step: this.step, loss: r.loss, lr, tau, pairs: r.pairs });
-            if (logNow) {
+            finalLoss = g.loss;
+            tp.step(batch.images * this.worldSize, (performance.now() - t0) / 1000, waited);
+            this.emit('iteration', { step: this.step, loss: g.loss, lr, tau, pairs: g.pairs });
+            if (logNow && metrics) {
               const w = tp.window();
               const rec: MetricRecord = {
-                iter: this.step, epoch: Math.floor((this.step - 1) / ipe), loss: r.loss, lr, tau,
+                iter: this.step, epoch: Math.floor((this.step - 1) / ipe), loss: g.loss, lr, tau,
                 imagesPerSec: w.imagesPerSec, secPerIter: w.secPerIter, dataWaitFrac: w.dataWaitFrac,
-                memoryMiB: residentMiB(), embeddingStd: r.embeddingStd, pairs: r.pairs, time: Date.now(),
+                memoryMiB: residentMiB(), embeddingStd: r.embeddingStd, pairs: g.pairs, time: Date.now(),
               };
               metrics.write(rec);
               const line = progressLine(rec, { epochs: Math.ceil(this.totalIters / ipe), totalIters: this.totalIters, etaSeconds: tp.meanStepSeconds * (this.totalIters - this.step) });
@@ -309,9 +448,11 @@ export class SoCoTrainer extends EventEmitter {
           await it.return?.();
         }
       }
-      if (this.stopReason && lastSaved !== this.step) { this.saveCheckpoint('stop'); lastSaved = this.step; }
+      if (stopping && lastSaved !== this.step) { this.saveCheckpoint('stop'); lastSaved = this.step; }
+      // The others wait for rank 0's last checkpoint: when they exit, the run's files are complete.
+      if (this.ctx) await this.ctx.group.barrier();
     } finally {
-      metrics.close();
+      metrics?.close();
     }
     return { steps: this.step, stoppedEarly: this.step < this.totalIters, lastCheckpoint: this.lastCheckpoint, finalLoss };
   }
@@ -323,6 +464,7 @@ export class SoCoTrainer extends EventEmitter {
    */
   exportDetectron2(file = path.join(this.outDir, 'detectron2.pth')): { weights: string; config: string } {
     if (!this.model) throw new Error('exportDetectron2: no model (call train() or prepare() first)');
+    if (!this.isMain) throw new Error(`exportDetectron2: rank ${this.rank} of a job; rank 0 writes the export`);
     const exp = exportDetectron2(this.model);
     const weights = path.resolve(file);
     fs.mkdirSync(path.dirname(weights), { recursive: true });
@@ -332,8 +474,9 @@ export class SoCoTrainer extends EventEmitter {
     return { weights, config };
   }
 
-  /** Releases the loader and the model's tensors. */
+  /** Releases the loader, the model's tensors and this process's place in the job. */
   async close(): Promise<void> {
+    this.leaveJob();
     await this.data?.close();
     this.data = null;
     this.optimizer?.dispose();

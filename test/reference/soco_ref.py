@@ -184,8 +184,8 @@ def pool_levels(feats, strides, boxes, levels, res):
     out = feats[0].new_zeros((boxes.shape[0], feats[0].shape[1], res, res))
     for l, (f, s) in enumerate(zip(feats, strides)):
         inds = torch.nonzero(levels == l).squeeze(1)
-        if inds.numel():
-            out = out.index_put((inds,), roi_align(f, boxes[inds], res, 1.0 / s, -1, True))
+        # Empty levels too, as Detectron2: the level stays in the graph (zero gradient).
+        out = out.index_put((inds,), roi_align(f, boxes[inds], res, 1.0 / s, -1, True))
     return out
 
 
@@ -366,23 +366,32 @@ def run(in_dir, out_dir):
 
 def bench(in_dir, threads):
     """Serves timed SoCo steps (online fwd+bwd on every view, target fwd, loss) on the images and
-    boxes of IN_DIR (request.json: options, views, pairs), random init: each line 'step' on stdin
-    runs one step and answers 'WALL CPU' seconds (CPU: this process, all threads), so the caller
-    can interleave its own steps with these and both see the same machine load."""
+    boxes of IN_DIR (request.json: options, views, pairs, device, autocast), random init: each line
+    'step' on stdin runs one step and answers 'WALL CPU PEAK' (seconds; CPU: this process, all
+    threads; PEAK: bytes of CUDA memory allocated at most, 0 on the CPU), so the caller can
+    interleave its own steps with these and both see the same machine load."""
     with open(os.path.join(in_dir, 'request.json')) as f:
         req = json.load(f)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    device = torch.device(req.get('device', 'cpu'))
+    amp = {'bfloat16': torch.bfloat16, 'float16': torch.float16}.get(req.get('autocast'))
     b = read_bundle(in_dir)
-    model = SoCo(req['options']).train()
-    views = [(b[img], b[boxes]) for img, boxes in req['views']]
+    model = SoCo(req['options']).to(device).train()
+    if req.get('channelsLast'):
+        model = model.to(memory_format=torch.channels_last)
+    views = [(b[img].to(device), b[boxes].to(device)) for img, boxes in req['views']]
     k = views[0][1].shape[0] // views[0][0].shape[0]
 
     def step():
         for p in model.parameters():
             p.grad = None
-        online, target = model(views, k)
-        soco_loss(online, target, req['pairs']).backward()
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            online, target = model(views, k)
+            loss = soco_loss([o.float() for o in online], [t.float() for t in target], req['pairs'])
+        loss.backward()
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
 
     print(f'ready {torch.get_num_threads()}', flush=True)
     for line in sys.stdin:
@@ -390,7 +399,8 @@ def bench(in_dir, threads):
             break
         t0, c0 = time.perf_counter(), time.process_time()
         step()
-        print(time.perf_counter() - t0, time.process_time() - c0, flush=True)
+        peak = torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else 0
+        print(time.perf_counter() - t0, time.process_time() - c0, peak, flush=True)
 
 
 def nn_layers(in_dir, out_dir):
