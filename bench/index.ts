@@ -10,8 +10,12 @@ const benches: Record<string, () => Promise<Bench>> = {
   decode: async () => (await import('./decode')).run,
   'loader-host-vs-torchvision': async () => (await import('./views')).runHost,
   'views-vs-torchvision': async () => (await import('./views')).runAll,
-  'soco-step-cpu': async () => (await import('./model')).run,
+  'soco-step-cpu': async () => (opts) => import('./model').then((m) => m.run({ ...opts, device: 'cpu' })),
+  'soco-step-cuda': async () => (await import('./model')).run,
 };
+
+/** Benchmarks that need `--device cuda`: left out of a CPU run of all. */
+const CUDA_ONLY = new Set(['soco-step-cuda']);
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
@@ -24,7 +28,10 @@ async function main(): Promise<void> {
   }
   const unknown = names.filter((n) => !(n in benches));
   if (unknown.length) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; known: ${Object.keys(benches).join(', ')}`);
-  for (const name of names.length ? names : Object.keys(benches)) {
+  const cuda = device.startsWith('cuda');
+  for (const name of names.filter((n) => CUDA_ONLY.has(n) && !cuda))
+    throw new Error(`${name} runs on CUDA: add --device cuda (npm run bench -- ${name} --device cuda)`);
+  for (const name of names.length ? names : Object.keys(benches).filter((n) => cuda || !CUDA_ONLY.has(n))) {
     const run = await benches[name]();
     await run({ device });
   }

@@ -1,6 +1,7 @@
-// `bench: soco-step-cpu`: one SoCo training step of the model on CPU: online forward + backward on
-// V1 224, V2 224, V3 112 and the target forward on the same views, R50-FPN (paper options), batch
-// 8, K = 4 boxes per image, the symmetric -2cos loss. Ours (lib/model) against the PyTorch
+// `bench: soco-step-cpu` / `soco-step-cuda`: one SoCo training step of the model: online forward +
+// backward on V1 224, V2 224, V3 112 and the target forward on the same views, R50-FPN (paper
+// options), K = 4 boxes per image, the symmetric -2cos loss; on the CPU batch 8 in float32, on
+// CUDA batch 128 under bf16 autocast (the training default there), with peak GPU memory. Ours (lib/model) against the PyTorch
 // reference network (test/reference/soco_ref.py, same images, boxes and options) in the same
 // run, both with the same explicit thread count (SOCO_BENCH_THREADS, default: all cores). Steps
 // alternate between the two processes (ours, ref, ours, ...) so that both see the same machine
@@ -14,9 +15,9 @@ import { Tensor } from '../lib/torch';
 import { SoCoModel, SoCoView } from '../lib/model';
 import { writeBundle } from '../test/reference/soco_ref';
 import { report } from './util';
+import type { BenchOptions } from './index';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const BATCH = 8;
 const K = 4;
 const SIZES = [224, 224, 112];
 const PAIRS: [number, number][] = [[0, 1], [0, 2]];
@@ -27,7 +28,7 @@ function threads(): number {
 }
 
 /** Images and boxes (sizes spread over P2..P5 as selective-search boxes are), seeded. */
-function makeViews(): { views: SoCoView[]; named: Record<string, Tensor> } {
+function makeViews(BATCH: number): { views: SoCoView[]; named: Record<string, Tensor> } {
   torch.manualSeed(0);
   const named: Record<string, Tensor> = {};
   const views = SIZES.map((s, v) => {
@@ -66,7 +67,8 @@ class Reference {
   private proc;
   private lines: AsyncIterator<string>;
   constructor(dir: string, threads: number) {
-    this.proc = spawn('/usr/bin/python3', [path.join(ROOT, 'test', 'reference', 'soco_ref.py'), 'bench', dir, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // SOCO_PYTHON: a Python with torch and torchvision (on a CUDA machine, its PyTorch's venv).
+    this.proc = spawn(process.env.SOCO_PYTHON ?? '/usr/bin/python3', [path.join(ROOT, 'test', 'reference', 'soco_ref.py'), 'bench', dir, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.lines = (async function* (out: NodeJS.ReadableStream) {
       let buf = '';
       for await (const chunk of out) {
@@ -81,30 +83,43 @@ class Reference {
     if (done) throw new Error('test/reference/soco_ref.py bench exited early');
     return value;
   }
-  /** [wall, cpu] seconds of one step. */
-  async step(): Promise<[number, number]> {
+  /** [wall, cpu] seconds of one step and the peak CUDA bytes so far. */
+  async step(): Promise<[number, number, number]> {
     this.proc.stdin!.write('step\n');
-    const [wall, cpu] = (await this.line()).split(' ').map(Number);
-    return [wall, cpu];
+    const [wall, cpu, peak] = (await this.line()).split(' ').map(Number);
+    return [wall, cpu, peak];
   }
   close(): void { this.proc.stdin!.end(); }
 }
 
 const median = (v: number[]): number => v.slice().sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
-export async function run(): Promise<void> {
+export async function run(opts: BenchOptions = { device: 'cpu' }): Promise<void> {
+  const cuda = opts.device.startsWith('cuda');
+  if (cuda && !torch.cuda.isAvailable()) throw new Error(`soco-step-cuda: --device ${opts.device} but this LibTorch sees no CUDA device`);
+  const name = cuda ? 'soco-step-cuda' : 'soco-step-cpu';
+  const BATCH = cuda ? 128 : 8;
   const n = threads();
   torch.setNumThreads(n);
-  const { views, named } = makeViews();
+  const { views: host, named } = makeViews(BATCH);
   const model = new SoCoModel({ arch: 'fpn', depth: 50 }).train();
+  let views = host;
+  if (cuda) {
+    model.to(opts.device);
+    views = host.map((v) => ({ image: v.image.to(opts.device), boxes: v.boxes.to(opts.device) }));
+  }
   const step = (): [number, number] => {
     const t0 = process.hrtime.bigint();
     const c0 = process.cpuUsage();
     torch.tidy(() => {
       model.zeroGrad();
-      const out = model.forward(views);
-      loss(out.online, out.target).backward();
+      const forward = (): Tensor => {
+        const out = model.forward(views);
+        return loss(out.online.map((t) => t.to(null, 'float32')), out.target.map((t) => t.to(null, 'float32')));
+      };
+      (cuda ? torch.autocast('cuda', 'bfloat16', forward) : forward()).backward();
     });
+    if (cuda) torch.cuda.synchronize();
     const c = process.cpuUsage(c0);
     return [Number(process.hrtime.bigint() - t0) / 1e9, (c.user + c.system) / 1e6];
   };
@@ -114,6 +129,7 @@ export async function run(): Promise<void> {
     writeBundle(dir, named);
     fs.writeFileSync(path.join(dir, 'request.json'), JSON.stringify({
       options: model.options, views: SIZES.map((_, v) => [`image${v}`, `boxes${v}`]), pairs: PAIRS,
+      device: opts.device, autocast: cuda ? 'bfloat16' : null,
     }));
     ref = new Reference(dir, n);
     const ready = await ref.line();
@@ -121,16 +137,18 @@ export async function run(): Promise<void> {
     step();
     await ref.step();
     const ours: [number, number][] = [];
-    const theirs: [number, number][] = [];
+    const theirs: [number, number, number][] = [];
     for (let i = 0; i < REPS; i++) {
       ours.push(step());
       theirs.push(await ref.step());
     }
     const [o, r] = [median(ours.map((x) => x[0])), median(theirs.map((x) => x[0]))];
     // CPU seconds per step are printed too: on a shared machine they vary less than wall time.
-    const fmt = (v: [number, number][]): string => v.map(([w, c]) => `${w.toFixed(2)}/${c.toFixed(1)}`).join(' ');
-    console.log(`soco-step-cpu: R50-FPN, batch ${BATCH}, views ${SIZES.join('/')}, K=${K}, ${n} threads; wall/cpu s per step: ours ${fmt(ours)}; ref ${fmt(theirs)}; cpu-time ratio ${(median(theirs.map((x) => x[1])) / median(ours.map((x) => x[1]))).toFixed(3)}`);
-    report('soco-step-cpu', BATCH / o, BATCH / r, 'img/s', true);
+    const fmt = (v: [number, number, ...number[]][]): string => v.map(([w, c]) => `${w.toFixed(2)}/${c.toFixed(1)}`).join(' ');
+    console.log(`${name}: R50-FPN, batch ${BATCH}, views ${SIZES.join('/')}, K=${K}, ${cuda ? `${opts.device} bf16 autocast` : `${n} threads`}; ` +
+      `wall/cpu s per step: ours ${fmt(ours)}; ref ${fmt(theirs)}; cpu-time ratio ${(median(theirs.map((x) => x[1])) / median(ours.map((x) => x[1]))).toFixed(3)}`);
+    if (cuda) console.log(`${name}: peak CUDA memory of the reference ${(theirs[theirs.length - 1][2] / 2 ** 30).toFixed(2)} GiB (ours: see nvidia-smi in scripts/gpu-check.sh)`);
+    report(name, BATCH / o, BATCH / r, 'img/s', true);
   } finally {
     ref?.close();
     model.zeroGrad();
