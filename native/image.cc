@@ -23,10 +23,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <jpeglib.h>
@@ -68,8 +70,20 @@ const char* FormatName(Format f) {
   return f == Format::Jpeg ? "jpeg" : f == Format::Png ? "png" : "webp";
 }
 
+// A vector whose resize() leaves new bytes uninitialised: every pixel buffer here is written in
+// full by the decoder or the resampler, and zeroing it first costs a pass over fresh pages.
+template <class T>
+struct DefaultInit : std::allocator<T> {
+  template <class U> struct rebind { using other = DefaultInit<U>; };
+  DefaultInit() = default;
+  template <class U> DefaultInit(const DefaultInit<U>&) noexcept {}
+  template <class U> void construct(U* p) noexcept { ::new (static_cast<void*>(p)) U; }
+  template <class U, class... A> void construct(U* p, A&&... a) { ::new (static_cast<void*>(p)) U(std::forward<A>(a)...); }
+};
+using Bytes = std::vector<uint8_t, DefaultInit<uint8_t>>;
+
 struct Image {
-  std::vector<uint8_t> rgb;  // HWC, 3 channels
+  Bytes rgb;  // HWC, 3 channels
   int width = 0, height = 0;
   // Full-resolution size in display orientation (after EXIF), before DCT scaling or resize.
   int originalWidth = 0, originalHeight = 0;
@@ -149,7 +163,7 @@ void ApplyOrientation(Image& im, int o) {
   if (o <= 1) return;
   const int w = im.width, h = im.height;
   const int ow = SwapsAxes(o) ? h : w, oh = SwapsAxes(o) ? w : h;
-  std::vector<uint8_t> out(size_t(ow) * oh * 3);
+  Bytes out(size_t(ow) * oh * 3);
   for (int y = 0; y < oh; y++) {
     for (int x = 0; x < ow; x++) {
       int sx, sy;  // source pixel of display pixel (x, y)
@@ -319,7 +333,7 @@ struct PngJob {
   size_t size, pos;
   Options opt;
   Image* out;
-  std::vector<uint8_t> buf;  // decoded rows (3 or 4 channels)
+  Bytes buf;  // decoded rows (3 or 4 channels)
   std::vector<png_bytep> rows;
   char msg[256];
   bool truncated;
@@ -491,7 +505,7 @@ inline uint8_t Clip8(int32_t v) {
 
 void Resize(Image& im, int ow, int oh) {
   if (im.width == ow && im.height == oh) return;
-  std::vector<uint8_t> tmp;
+  Bytes tmp;
   const uint8_t* src = im.rgb.data();
   int w = im.width;
   const int h = im.height;
@@ -521,7 +535,7 @@ void Resize(Image& im, int ow, int oh) {
   }
   if (oh != h) {  // vertical pass
     const Coeffs c = Precompute(h, oh);
-    std::vector<uint8_t> out(size_t(w) * oh * 3);
+    Bytes out(size_t(w) * oh * 3);
     const size_t stride = size_t(w) * 3;
     std::vector<int32_t> acc(stride);
     for (int yy = 0; yy < oh; yy++) {
@@ -561,20 +575,287 @@ void Decode(const uint8_t* d, size_t n, const Options& opt, Image& im) {
   if (!o.headerOnly && o.width > 0) Resize(im, o.width, o.height);
 }
 
-std::vector<uint8_t> ReadFile(const std::string& path) {
+Bytes ReadFile(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f)
     throw DecodeError(Reason::Io, "cannot open file (" +
                                       std::error_code(errno, std::generic_category()).message() + ")");
-  std::vector<uint8_t> bytes;
-  uint8_t chunk[1 << 16];
+  // One read of the whole file when its size is known (a regular file), chunks otherwise.
+  Bytes bytes;
+  long size = -1;
+  if (std::fseek(f, 0, SEEK_END) == 0) size = std::ftell(f);
+  if (size >= 0 && std::fseek(f, 0, SEEK_SET) == 0) bytes.reserve(size_t(size) + 1);
+  else std::clearerr(f);
   size_t got;
-  while ((got = std::fread(chunk, 1, sizeof chunk, f)) > 0) bytes.insert(bytes.end(), chunk, chunk + got);
+  do {
+    const size_t at = bytes.size();
+    bytes.resize(at + std::max<size_t>(bytes.capacity() - at, 1 << 16));
+    got = std::fread(bytes.data() + at, 1, bytes.size() - at, f);
+    bytes.resize(at + got);
+  } while (got > 0);
   const bool failed = std::ferror(f);
   std::fclose(f);
   if (failed) throw DecodeError(Reason::Io, "cannot read file");
   return bytes;
 }
+
+// ---------------------------------------------------------------- augmentations (CPU)
+
+// BYOL's per-view augmentations fused per image, on float32 NCHW planes in [0, 1], in place:
+// what lib/data/augment.ts runs as LibTorch ops, here as a few cache-resident passes per image
+// (a batch of tiny LibTorch ops pays ~20 passes and a dispatch each for the hue alone). Every op
+// follows torchvision 0.14's tensor code (functional_tensor.py) operation by operation in float32,
+// so results agree to float rounding (test/augment.test.ts checks them against torchvision).
+
+// The loops below are written to vectorise (selects, no branches, no libm calls); GCC does so
+// from -O3 without FP trapping semantics (which do not change any value).
+// Every function is inlined into AugmentBatch and, on x86-64, into an AVX2 copy of it.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SOCO_X86_DISPATCH 1
+#define SOCO_INLINE inline __attribute__((always_inline))
+#else
+#define SOCO_X86_DISPATCH 0
+#define SOCO_INLINE inline
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("O3", "no-trapping-math")  // no FP traps: lets selects compute both sides
+#endif
+
+// Per-sample record of the params array (Float64Array, kAugRecord numbers per image).
+enum AugField {
+  kFlip = 0, kJitter, kOrder0, kOrder1, kOrder2, kOrder3,  // order: op index, -1 = off
+  kBrightness, kContrast, kSaturation, kHue, kGrayscale, kBlur, kSolarize, kAugRecord
+};
+
+struct AugmentConfig {
+  int kernelSize = 0;
+  const float* kernels = nullptr;  // kernelSize taps per image (rows of images without blur unused)
+  float threshold = 0.5f;
+  bool normalize = false;
+  float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
+};
+
+SOCO_INLINE float Clamp01(float v) {
+  const float lo = v < 0.f ? 0.f : v;
+  return lo > 1.f ? 1.f : lo;
+}
+
+// torchvision _blend(img1, img2, ratio) = (ratio*img1 + (1-ratio)*img2).clamp(0, 1), the Python
+// scalars rounded to float32 as LibTorch does for a float tensor.
+SOCO_INLINE float Blend(float a, float b, float fa, float fb) { return Clamp01(fa * a + fb * b); }
+
+// rgb_to_grayscale: 0.2989 r + 0.587 g + 0.114 b, in that order.
+SOCO_INLINE float Gray(float r, float g, float b) { return (0.2989f * r + 0.587f * g) + 0.114f * b; }
+
+SOCO_INLINE void AdjustBrightness(float* R, float* G, float* B, size_t n, double f) {
+  const float fa = float(f);  // _blend with zeros: (1-f)*0 adds nothing
+  for (size_t i = 0; i < n; i++) {
+    R[i] = Clamp01(fa * R[i]);
+    G[i] = Clamp01(fa * G[i]);
+    B[i] = Clamp01(fa * B[i]);
+  }
+}
+
+SOCO_INLINE void AdjustContrast(float* R, float* G, float* B, size_t n, double f) {
+  double sum = 0;  // torch.mean of the grayscale image (a float32 value)
+  for (size_t i = 0; i < n; i++) sum += Gray(R[i], G[i], B[i]);
+  const float mean = float(sum / double(n));
+  const float fa = float(f), fb = float(1.0 - f);
+  const float m = fb * mean;
+  for (size_t i = 0; i < n; i++) {
+    R[i] = Clamp01(fa * R[i] + m);
+    G[i] = Clamp01(fa * G[i] + m);
+    B[i] = Clamp01(fa * B[i] + m);
+  }
+}
+
+SOCO_INLINE void AdjustSaturation(float* R, float* G, float* B, size_t n, double f) {
+  const float fa = float(f), fb = float(1.0 - f);
+  for (size_t i = 0; i < n; i++) {
+    const float g = Gray(R[i], G[i], B[i]);
+    R[i] = Blend(R[i], g, fa, fb);
+    G[i] = Blend(G[i], g, fa, fb);
+    B[i] = Blend(B[i], g, fa, fb);
+  }
+}
+
+// fmod(x, 1) for |x| < 2 (all the hue needs): the fraction, exactly (x -+ 1 is exact there).
+SOCO_INLINE float Frac(float x) {
+  const float a = x >= 1.f ? x - 1.f : x;
+  return a <= -1.f ? a + 1.f : a;
+}
+
+// torchvision _rgb2hsv, h = (h + f) % 1.0 (torch.remainder), _hsv2rgb.
+SOCO_INLINE void AdjustHue(float* __restrict R, float* __restrict G, float* __restrict B, size_t n, double factor) {
+  const float hf = float(factor);
+  for (size_t i = 0; i < n; i++) {
+    // Every value computed unconditionally, then selected: branch-free, so it vectorises.
+    const float r = R[i], g = G[i], b = B[i];
+    const float mx = r > g ? r : g, maxc = mx > b ? mx : b;
+    const float mn = r < g ? r : g, minc = mn < b ? mn : b;
+    const float cr = maxc - minc;
+    const float s = cr / (maxc == minc ? 1.f : maxc);
+    const float crd = maxc == minc ? 1.f : cr;
+    const float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+    // hr + hg + hb of torchvision: one of them is the masked value, the others are 0.
+    const float num = maxc == r ? bc - gc : maxc == g ? (2.f + rc) - bc : (4.f + gc) - rc;
+    const float h0 = Frac(num / 6.f + 1.f);
+    const float h1 = Frac(h0 + hf);
+    const float h = h1 < 0.f ? h1 + 1.f : h1;  // remainder takes the divisor's sign
+    const float h6 = h * 6.f;
+    const float fl = float(int(h6));  // floor: h6 >= 0
+    const float fr = h6 - fl;
+    const float sector = fl >= 6.f ? 0.f : fl;  // i % 6
+    const float v = maxc;
+    const float p = Clamp01(v * (1.f - s));
+    const float q = Clamp01(v * (1.f - s * fr));
+    const float t = Clamp01(v * (1.f - s * (1.f - fr)));
+    // _hsv2rgb's table: r = (v, q, p, p, t, v), g = (t, v, v, q, p, p), b = (p, p, t, v, v, q).
+    const float r4 = sector == 4.f ? t : p, r1 = sector == 1.f ? q : r4;
+    const float r5 = sector == 5.f ? v : r1;
+    R[i] = sector == 0.f ? v : r5;
+    const float g3 = sector == 3.f ? q : p, g2 = sector <= 2.f ? v : g3;
+    G[i] = sector == 0.f ? t : g2;
+    const float b4 = sector <= 4.f ? v : q, b2 = sector == 2.f ? t : b4;
+    B[i] = sector <= 1.f ? p : b2;
+  }
+}
+
+SOCO_INLINE void Grayscale(float* R, float* G, float* B, size_t n) {
+  for (size_t i = 0; i < n; i++) R[i] = G[i] = B[i] = Gray(R[i], G[i], B[i]);
+}
+
+SOCO_INLINE int Reflect(int i, int n) { return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i; }
+
+// dst[x] = sum over taps j in [lo, hi) of k[j] * src(j)[x], j ascending. Blocks of 16 outputs
+// are summed in vector registers: one load per tap and vector, one store per block.
+template <class Src>
+SOCO_INLINE void AccumulateTaps(float* __restrict dst, int w, const float* k, int lo, int hi, Src src) {
+  int x0 = 0;
+#if defined(__GNUC__) || defined(__clang__)
+  typedef float Vec8 __attribute__((vector_size(32)));
+  for (; x0 + 16 <= w; x0 += 16) {
+    Vec8 a0 = {}, a1 = {};
+    for (int j = lo; j < hi; j++) {
+      const Vec8 kj = Vec8{} + k[j];
+      const float* s = src(j) + x0;
+      Vec8 v0, v1;
+      std::memcpy(&v0, s, sizeof v0);
+      std::memcpy(&v1, s + 8, sizeof v1);
+      a0 += kj * v0;
+      a1 += kj * v1;
+    }
+    std::memcpy(dst + x0, &a0, sizeof a0);
+    std::memcpy(dst + x0 + 8, &a1, sizeof a1);
+  }
+#endif
+  for (int x = x0; x < w; x++) dst[x] = 0.f;
+  for (int j = lo; j < hi; j++) {
+    const float kj = k[j];
+    const float* __restrict s = src(j);
+    for (int x = x0; x < w; x++) dst[x] += kj * s[x];
+  }
+}
+
+// torchvision gaussian_blur (reflect padding, the 2-D kernel = outer product of the 1-D one) as
+// a horizontal then a vertical pass; taps that are exactly 0 are skipped (no effect on the sum).
+SOCO_INLINE void Blur(float* plane, int h, int w, const float* k, int ksize, std::vector<float>& row,
+          std::vector<float>& tmp) {
+  int lo = 0, hi = ksize;
+  while (lo < hi && k[lo] == 0.f) lo++;
+  while (hi > lo && k[hi - 1] == 0.f) hi--;
+  const int half = (ksize - 1) / 2;
+  const int r0 = lo - half, r1 = hi - 1 - half;  // tap offsets in use
+  const int pad = std::max(-r0, r1);
+  row.resize(size_t(w) + 2 * pad);
+  tmp.resize(size_t(w) * h);
+  for (int y = 0; y < h; y++) {
+    const float* src = plane + size_t(y) * w;
+    float* r = row.data() + pad;
+    std::memcpy(r, src, sizeof(float) * w);
+    for (int x = 1; x <= pad; x++) {
+      r[-x] = src[x];
+      r[w - 1 + x] = src[w - 1 - x];
+    }
+    AccumulateTaps(&tmp[size_t(y) * w], w, k, lo, hi, [&](int j) { return &row[pad + j - half]; });
+  }
+  for (int y = 0; y < h; y++)
+    AccumulateTaps(plane + size_t(y) * w, w, k, lo, hi, [&](int j) { return &tmp[size_t(Reflect(y + j - half, h)) * w]; });
+}
+
+SOCO_INLINE void AugmentImage(float* img, int h, int w, const double* p, const float* kernel,
+                  const AugmentConfig& cfg, std::vector<float>& row, std::vector<float>& tmp) {
+  const size_t n = size_t(h) * w;
+  float* R = img;
+  float* G = img + n;
+  float* B = img + 2 * n;
+  if (p[kFlip] != 0) {
+    for (int c = 0; c < 3; c++)
+      for (int y = 0; y < h; y++) {
+        float* r = img + c * n + size_t(y) * w;
+        std::reverse(r, r + w);
+      }
+  }
+  if (p[kJitter] != 0) {
+    for (int k = kOrder0; k <= kOrder3; k++) {
+      switch (int(p[k])) {
+        case 0: AdjustBrightness(R, G, B, n, p[kBrightness]); break;
+        case 1: AdjustContrast(R, G, B, n, p[kContrast]); break;
+        case 2: AdjustSaturation(R, G, B, n, p[kSaturation]); break;
+        case 3: AdjustHue(R, G, B, n, p[kHue]); break;
+        default: break;  // switched off (zero range)
+      }
+    }
+  }
+  if (p[kGrayscale] != 0) Grayscale(R, G, B, n);
+  if (p[kBlur] != 0)
+    for (int c = 0; c < 3; c++) Blur(img + c * n, h, w, kernel, cfg.kernelSize, row, tmp);
+  if (p[kSolarize] != 0) {
+    const float th = cfg.threshold;
+    for (size_t i = 0; i < 3 * n; i++) {
+      const float v = img[i], inv = 1.f - v;
+      img[i] = v >= th ? inv : v;
+    }
+  }
+  if (cfg.normalize) {  // torchvision normalize: sub_(mean).div_(std)
+    for (int c = 0; c < 3; c++) {
+      float* pl = img + c * n;
+      const float m = cfg.mean[c], s = cfg.std[c];
+      for (size_t i = 0; i < n; i++) pl[i] = (pl[i] - m) / s;
+    }
+  }
+}
+
+#define SOCO_AUGMENT_BATCH_BODY                                                                    \
+  std::vector<float> row, tmp;                                                                     \
+  for (int i = 0; i < count; i++)                                                                  \
+    AugmentImage(data + size_t(i) * 3 * h * w, h, w, params + size_t(i) * kAugRecord,            \
+                 cfg.kernels ? cfg.kernels + size_t(i) * cfg.kernelSize : nullptr, cfg, row, tmp);
+
+#if SOCO_X86_DISPATCH
+// The same code compiled for AVX2 + FMA (8 floats a step, fused multiply-adds: float rounding
+// differs from the SSE2 build by ~1 ulp), taken when the CPU has them, as LibTorch does.
+__attribute__((target("avx2,fma"))) void AugmentBatchAvx2(float* data, int count, int h, int w,
+                                                          const double* params, const AugmentConfig& cfg) {
+  SOCO_AUGMENT_BATCH_BODY
+}
+#endif
+
+void AugmentBatch(float* data, int count, int h, int w, const double* params,
+                  const AugmentConfig& cfg) {
+#if SOCO_X86_DISPATCH
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    AugmentBatchAvx2(data, count, h, w, params, cfg);
+    return;
+  }
+#endif
+  SOCO_AUGMENT_BATCH_BODY
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 }  // namespace soco_image
 
@@ -587,7 +868,7 @@ using namespace soco_image;
 // One image per worker: the libuv pool (UV_THREADPOOL_SIZE, default 4) gives the parallelism.
 class DecodeWorker : public Napi::AsyncWorker {
  public:
-  DecodeWorker(Napi::Env env, std::string name, std::string path, std::vector<uint8_t> bytes,
+  DecodeWorker(Napi::Env env, std::string name, std::string path, Bytes bytes,
                Options opt)
       : Napi::AsyncWorker(env, "soco:decodeImage"),
         deferred_(Napi::Promise::Deferred::New(env)),
@@ -612,17 +893,15 @@ class DecodeWorker : public Napi::AsyncWorker {
       reason_ = "IMAGE_ERROR";
       SetError(name_ + ": " + e.what());
     }
-    std::vector<uint8_t>().swap(bytes_);  // free the encoded bytes on the worker thread
+    Bytes().swap(bytes_);  // free the encoded bytes on the worker thread
   }
 
   void OnOK() override {
     Napi::Env env = Env();
     Napi::Object r = Napi::Object::New(env);
     if (!opt_.headerOnly) {
-      // Copy into a V8-owned buffer: external buffers are refused by some runtimes (Electron).
-      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, image_.rgb.size());
-      std::memcpy(ab.Data(), image_.rgb.data(), image_.rgb.size());
-      r.Set("data", Napi::Uint8Array::New(env, image_.rgb.size(), ab, 0));
+      const size_t bytes = image_.rgb.size();
+      r.Set("data", Napi::Uint8Array::New(env, bytes, PixelBuffer(env), 0));
       r.Set("width", image_.width);
       r.Set("height", image_.height);
       r.Set("originalWidth", image_.originalWidth);
@@ -635,6 +914,21 @@ class DecodeWorker : public Napi::AsyncWorker {
     deferred_.Resolve(r);
   }
 
+  // The decoded pixels handed to JS without a copy (the ArrayBuffer owns them and frees them
+  // when collected); runtimes that refuse external buffers (Electron) get a V8-owned copy.
+  Napi::ArrayBuffer PixelBuffer(Napi::Env env) {
+    auto* owned = new Bytes(std::move(image_.rgb));
+    napi_value ab;
+    const napi_status st = napi_create_external_arraybuffer(
+        env, owned->data(), owned->size(),
+        [](napi_env, void*, void* hint) { delete static_cast<Bytes*>(hint); }, owned, &ab);
+    if (st == napi_ok) return Napi::ArrayBuffer(env, ab);
+    Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env, owned->size());
+    std::memcpy(copy.Data(), owned->data(), owned->size());
+    delete owned;
+    return copy;
+  }
+
   void OnError(const Napi::Error& e) override {
     Napi::Error err = Napi::Error::New(Env(), e.Message());
     err.Set("code", reason_);
@@ -645,7 +939,7 @@ class DecodeWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::string name_, path_;
-  std::vector<uint8_t> bytes_;
+  Bytes bytes_;
   Options opt_;
   Image image_;
   std::string reason_;
@@ -665,7 +959,7 @@ int DimOption(const Napi::Object& o, const char* key) {
 Napi::Value DecodeImage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name, path;
-  std::vector<uint8_t> bytes;
+  Bytes bytes;
   if (info.Length() < 1) throw Napi::TypeError::New(env, "decodeImage: source is required");
   if (info[0].IsString()) {
     path = info[0].As<Napi::String>().Utf8Value();
@@ -701,11 +995,65 @@ Napi::Value DecodeImage(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// augmentImages(data: Float32Array [n,3,h,w], n, h, w, params: Float64Array [n*kAugRecord],
+//   kernels: Float32Array [n*kernelSize] | null, kernelSize, threshold, norm: Float32Array
+//   [mean0..2, std0..2] | null): augments data in place (lib/data/augment.ts checks the values).
+Napi::Value AugmentImages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto typed = [&](int i, napi_typedarray_type type, const char* what) {
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != type)
+      throw Napi::TypeError::New(env, std::string("augmentImages: ") + what + " has the wrong array type");
+    return info[i].As<Napi::TypedArray>();
+  };
+  auto integer = [&](int i, const char* what) {
+    const double d = info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= 1e9) || d != std::floor(d))
+      throw Napi::RangeError::New(env, std::string("augmentImages: ") + what + " must be a non-negative integer");
+    return int(d);
+  };
+  if (info.Length() < 9) throw Napi::TypeError::New(env, "augmentImages: 9 arguments expected");
+  Napi::TypedArray data = typed(0, napi_float32_array, "data");
+  const int n = integer(1, "n"), h = integer(2, "h"), w = integer(3, "w");
+  Napi::TypedArray params = typed(4, napi_float64_array, "params");
+  AugmentConfig cfg;
+  cfg.kernelSize = integer(6, "kernelSize");
+  if (data.ElementLength() != size_t(n) * 3 * h * w)
+    throw Napi::RangeError::New(env, "augmentImages: data does not hold n*3*h*w floats");
+  if (params.ElementLength() != size_t(n) * kAugRecord)
+    throw Napi::RangeError::New(env, "augmentImages: params must hold " + std::to_string(kAugRecord) + " numbers per image");
+  if (!info[5].IsNull()) {
+    Napi::TypedArray k = typed(5, napi_float32_array, "kernels");
+    if (k.ElementLength() != size_t(n) * cfg.kernelSize || cfg.kernelSize % 2 != 1 ||
+        (cfg.kernelSize - 1) / 2 >= std::min(h, w))
+      throw Napi::RangeError::New(env, "augmentImages: kernels must hold n odd kernels smaller than the images");
+    cfg.kernels = reinterpret_cast<const float*>(static_cast<const uint8_t*>(k.ArrayBuffer().Data()) + k.ByteOffset());
+  }
+  cfg.threshold = float(info[7].As<Napi::Number>().DoubleValue());
+  if (!info[8].IsNull()) {
+    Napi::TypedArray m = typed(8, napi_float32_array, "norm");
+    if (m.ElementLength() != 6) throw Napi::RangeError::New(env, "augmentImages: norm must hold 3 means and 3 stds");
+    const float* v = reinterpret_cast<const float*>(static_cast<const uint8_t*>(m.ArrayBuffer().Data()) + m.ByteOffset());
+    cfg.normalize = true;
+    for (int c = 0; c < 3; c++) {
+      cfg.mean[c] = v[c];
+      cfg.std[c] = v[3 + c];
+    }
+  }
+  const double* p = reinterpret_cast<const double*>(static_cast<const uint8_t*>(params.ArrayBuffer().Data()) + params.ByteOffset());
+  for (int i = 0; i < n; i++)
+    if (p[size_t(i) * kAugRecord + kBlur] != 0 && !cfg.kernels)
+      throw Napi::RangeError::New(env, "augmentImages: an image is blurred but no kernels were given");
+  float* d = reinterpret_cast<float*>(static_cast<uint8_t*>(data.ArrayBuffer().Data()) + data.ByteOffset());
+  AugmentBatch(d, n, h, w, p, cfg);
+  return env.Undefined();
+}
+
 }  // namespace
 
 namespace soco {
 void InitImage(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeImage", Napi::Function::New(env, DecodeImage, "decodeImage"));
+  exports.Set("augmentImages", Napi::Function::New(env, AugmentImages, "augmentImages"));
 }
 }  // namespace soco
 

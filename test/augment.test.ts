@@ -126,9 +126,12 @@ describe('augment: batched BYOL ops vs torchvision.transforms.functional', funct
     ];
     for (const [name, input, cfg, seed] of pipelines) {
       const params = sampleAugmentBatch(new Rng(seed), n, cfg);
+      // The CPU default: the native fused kernel (native/image.cc augmentImages).
       add(name, 'pipeline', input, augment(input, params, cfg), { params, cfg }, IMAGENET_STD);
-      // The accelerator's batching (gather/scatter per step and op), run here on the CPU.
-      add(`${name}-stepwise`, 'pipeline', input, augment(input, params, cfg, { jitter: 'stepwise' }), { params, cfg }, IMAGENET_STD);
+      // LibTorch ops, image by image, and the accelerator's batching (gather/scatter per step
+      // and op), both run here on the CPU.
+      add(`${name}-torch`, 'pipeline', input, augment(input, params, cfg, { backend: 'torch' }), { params, cfg }, IMAGENET_STD);
+      add(`${name}-stepwise`, 'pipeline', input, augment(input, params, cfg, { backend: 'torch', jitter: 'stepwise' }), { params, cfg }, IMAGENET_STD);
     }
     results = compare(cases);
   });
@@ -136,7 +139,7 @@ describe('augment: batched BYOL ops vs torchvision.transforms.functional', funct
   const names = ['brightness', 'contrast', 'contrast-extreme', 'saturation', 'saturation-extreme', 'hue', 'hue-extreme',
     'hue-112', 'hue-after-saturation', 'grayscale', 'blur', 'blur-112', 'blur-k9', 'solarize', 'hflip', 'normalize',
     'pipeline-v1', 'pipeline-v2', 'pipeline-v3', 'pipeline-all-a', 'pipeline-all-b', 'pipeline-all-c'].flatMap((p) =>
-    p.startsWith('pipeline') ? [p, `${p}-stepwise`] : [p]);
+    p.startsWith('pipeline') ? [p, `${p}-torch`, `${p}-stepwise`] : [p]);
   for (const name of names) {
     it(`${name} within 1/255 of torchvision`, function () {
       const d = results.get(name);
@@ -158,6 +161,7 @@ describe('augment: batched BYOL ops vs torchvision.transforms.functional', funct
     const copy = x224.clone();
     const params = sampleAugmentBatch(new Rng(9), PHOTOS.length, everything);
     augment(x224, params, everything).dispose();
+    augment(x224, params, everything, { backend: 'torch' }).dispose();
     assert.equal(tidy(() => x224.sub(copy).abs().max().item()), 0);
     copy.dispose();
     assert.equal(liveTensors(), before);

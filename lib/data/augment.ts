@@ -330,12 +330,18 @@ export interface AugmentOptions {
    * CPU default) or 'stepwise' (each op once per step on the images that run it there, by
    * gather/scatter: few kernel launches, the accelerator default). Same results. */
   jitter?: 'per-sample' | 'stepwise';
+  /** 'native' (the CPU default for float32): every op of an image fused in one native pass
+   * sequence (native/image.cc augmentImages), no LibTorch op per step. 'torch': LibTorch ops (any
+   * device; the only choice off the CPU). Same results up to float rounding. */
+  backend?: 'native' | 'torch';
 }
 
 export function augment(x: Tensor, params: readonly SampleAugment[], cfg: ViewAugmentation, opts: AugmentOptions = {}): Tensor {
   const [n, , h, wd] = checkImages(x, 'augment');
   if (params.length !== n) throw new RangeError(`augment: ${params.length} parameter sets for ${n} images`);
   checkAugmentation(cfg);
+  const backend = opts.backend ?? (x.device === 'cpu' && x.dtype === 'float32' ? 'native' : 'torch');
+  if (backend === 'native') return augmentNative(x, params, cfg);
   if (x.device === 'cpu') {
     cpuMallocWarmup();
     // On the CPU, a few images at a time keep each op's operands in L2 (measured: hue on 16
@@ -356,6 +362,46 @@ export function augment(x: Tensor, params: readonly SampleAugment[], cfg: ViewAu
     }
   }
   return tidy(() => augmentOwned(x.to(null, undefined, { copy: true }), params, cfg, opts));
+}
+
+/** Numbers per image in augmentImages' params (native/image.cc AugField). */
+const AUG_RECORD = 13;
+
+/** augment() on a CPU float32 batch through native/image.cc augmentImages: one copy out of the
+ * tensor, all ops of each image in place on that buffer, one copy into the result. */
+function augmentNative(x: Tensor, params: readonly SampleAugment[], cfg: ViewAugmentation): Tensor {
+  const [n, , h, wd] = x.shape;
+  if (x.device !== 'cpu' || x.dtype !== 'float32') throw new TypeError(`augment: the native backend needs float32 CPU images, got ${x.dtype} on ${x.device}`);
+  const enabled = [cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue].map((v) => v !== 0);
+  const rec = new Float64Array(n * AUG_RECORD);
+  const blurred = params.some((p) => p.blurSigma !== null);
+  const half = (cfg.blurKernel - 1) / 2;
+  if (blurred && (half >= h || half >= wd)) throw new RangeError(`gaussianBlur: kernel ${cfg.blurKernel} is too large for ${wd}x${h} images (reflect padding)`);
+  const kernels = blurred ? new Float32Array(n * cfg.blurKernel) : null;
+  params.forEach((p, i) => {
+    const r = i * AUG_RECORD;
+    rec[r] = p.flip ? 1 : 0;
+    if (p.jitter) {
+      rec[r + 1] = 1;
+      // A zero range switches the op off, as torchvision's ColorJitter turns it into None.
+      for (let k = 0; k < 4; k++) rec[r + 2 + k] = enabled[p.jitter.order[k]] ? p.jitter.order[k] : -1;
+      rec[r + 6] = p.jitter.brightness;
+      rec[r + 7] = p.jitter.contrast;
+      rec[r + 8] = p.jitter.saturation;
+      rec[r + 9] = p.jitter.hue;
+    }
+    rec[r + 10] = p.grayscale ? 1 : 0;
+    if (p.blurSigma !== null) {
+      if (!(p.blurSigma > 0)) throw new RangeError(`gaussianBlur: sigma must be > 0, got ${p.blurSigma}`);
+      rec[r + 11] = 1;
+      (kernels as Float32Array).set(blurKernel1d(cfg.blurKernel, p.blurSigma), i * cfg.blurKernel);
+    }
+    rec[r + 12] = p.solarize ? 1 : 0;
+  });
+  const norm = cfg.normalize ? Float32Array.from([...cfg.normalize.mean, ...cfg.normalize.std]) : null;
+  const data = x.toTypedArray() as Float32Array;  // a contiguous copy: x stays untouched
+  native.augmentImages(data, n, h, wd, rec, kernels, cfg.blurKernel, cfg.solarizeThreshold, norm);
+  return tensor(data, { shape: [n, 3, h, wd] });
 }
 
 let mallocWarm = false;
