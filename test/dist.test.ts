@@ -1,7 +1,7 @@
 // lib/dist in one process: environment parsing (torchrun, Slurm), and on a one-rank Gloo group
 // the SyncBatchNorm function against LibTorch's batch_norm, the gradient reducer's bucketing and
 // hooks, and the SyncBatchNorm module swap. The multi-process behaviour is in dist-launch.test.ts
-// and dist-ddp.test.ts.
+// and dist-train.test.ts.
 import { strict as assert } from 'assert';
 import * as torch from '../lib/torch';
 import { Tensor, tidy } from '../lib/torch';

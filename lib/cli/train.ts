@@ -115,10 +115,11 @@ export function registerTrainCommands(program: Command): void {
     const resolved = resolveConfig({ presets: opts.preset as string | undefined, file: opts.config as string | undefined, overrides: overridesFromOptions(opts) });
     const launch = dist.launchOptionsFrom(opts);
     const worker = dist.isLaunchedWorker();
-    // Rank 0 (or the launcher) prints the config once for the job.
-    if (!worker || dist.readDistEnv()?.rank === 0) console.log(formatConfig(resolved));
+    const launching = launch !== null && !worker && launch.nprocPerNode * (launch.nnodes ?? 1) > 1;
+    // Once per job: by our launcher, else by rank 0 (under torchrun or srun).
+    if (launching || (!worker && (dist.readDistEnv()?.rank ?? 0) === 0)) console.log(formatConfig(resolved));
     if (opts.printConfig) return;
-    if (launch && !worker && launch.nprocPerNode * (launch.nnodes ?? 1) > 1) {
+    if (launching && launch) {
       const b = resolved.config.batchSize;
       const world = launch.nprocPerNode * (launch.nnodes ?? 1);
       if (b % world !== 0) throw new Error(`--batch-size ${b} is the global batch: it must divide by the ${world} processes (--nproc-per-node x --nnodes)`);
