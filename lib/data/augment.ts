@@ -341,9 +341,9 @@ export function augment(x: Tensor, params: readonly SampleAugment[], cfg: ViewAu
   if (params.length !== n) throw new RangeError(`augment: ${params.length} parameter sets for ${n} images`);
   checkAugmentation(cfg);
   const backend = opts.backend ?? (x.device === 'cpu' && x.dtype === 'float32' ? 'native' : 'torch');
+  if (x.device === 'cpu') cpuMallocWarmup();
   if (backend === 'native') return augmentNative(x, params, cfg);
   if (x.device === 'cpu') {
-    cpuMallocWarmup();
     // On the CPU, a few images at a time keep each op's operands in L2 (measured: hue on 16
     // images of 224x224 costs 2x per image what it costs on 2-4).
     const chunk = Math.max(1, Math.round((4 * 224 * 224) / (h * wd)));
