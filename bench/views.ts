@@ -1,6 +1,7 @@
 // View pipeline benchmarks against the authors' PIL + torchvision pipeline (bench/views_ref.py), on
 // the same real photos (test/fixtures/images), measured as CPU time per image (user + system, all
-// threads: core-seconds, so the decode threads count in full) in the same run:
+// threads: core-seconds, so the decode threads count in full) in the same run, in alternating
+// rounds:
 //
 // `loader-host-vs-torchvision`: what the host pays per image when the augmentations run on the
 //   training device: decode (JPEG DCT-scaled to the smallest scale >= the V1 size; the exact
@@ -26,7 +27,10 @@ import { python, report } from './util';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const IMAGES = path.join(ROOT, 'test', 'fixtures', 'images');
-const REPS = 15;
+// Ours and the reference alternate, ROUNDS times REPS each (15 measurements a side, as one block
+// each before), so a change in the load of a shared machine hits both sides alike.
+const ROUNDS = 5;
+const REPS = 3;
 
 /** A proposal store with 200 plausible boxes per photo (lookups cost what real ones do). */
 async function syntheticStore(dir: string, files: string[]): Promise<ProposalStore> {
@@ -54,17 +58,28 @@ const cpuSeconds = (since: NodeJS.CpuUsage): number => {
   return (u.user + u.system) / 1e6;
 };
 
-/** Median over REPS epochs of CPU seconds per image of `epoch(e)`. */
-async function perImage(loader: SoCoLoader, epoch: (e: number) => Promise<number>): Promise<number> {
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * CPU seconds per image of `epoch(e)` (ours) and of the reference, each the median over ROUNDS
+ * alternating rounds (ours: the median of REPS epochs; the reference: of REPS passes).
+ */
+async function perImage(files: string[], epoch: (e: number) => Promise<number>): Promise<[number, number]> {
   await epoch(0);  // warm-up: page cache, lazy initialisation
-  const times: number[] = [];
-  for (let r = 1; r <= REPS; r++) {
-    const t0 = process.cpuUsage();
-    const n = await epoch(r);
-    times.push(cpuSeconds(t0) / n);
+  const ours: number[] = [];
+  const ref: number[] = [];
+  let e = 1;
+  for (let round = 0; round < ROUNDS; round++) {
+    const times: number[] = [];
+    for (let r = 0; r < REPS; r++) {
+      const t0 = process.cpuUsage();
+      const n = await epoch(e++);
+      times.push(cpuSeconds(t0) / n);
+    }
+    ours.push(median(times));
+    ref.push(reference(files));
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return [median(ours), median(ref)];
 }
 
 async function withLoader(device: string, resizeOnDevice: boolean, fn: (loader: SoCoLoader, files: string[]) => Promise<void>): Promise<void> {
@@ -88,7 +103,7 @@ export async function runHost(opts: BenchOptions): Promise<void> {
   setNumThreads(1);
   // As configured for a training device: the V1 resize runs there too, the host only decodes.
   await withLoader(opts.device, true, async (loader, files) => {
-    const ours = await perImage(loader, async (e) => {
+    const [ours, ref] = await perImage(files, async (e) => {
       let n = 0;
       for await (const hb of loader.hostBatches(e)) {
         n += hb.samples.length;
@@ -97,14 +112,14 @@ export async function runHost(opts: BenchOptions): Promise<void> {
       }
       return n;
     });
-    report('loader-host-vs-torchvision', ours * 1e3, reference(files) * 1e3, 'ms/img', false);
+    report('loader-host-vs-torchvision', ours * 1e3, ref * 1e3, 'ms/img', false);
   });
 }
 
 export async function runAll(): Promise<void> {
   setNumThreads(1);
   await withLoader('cpu', false, async (loader, files) => {
-    const ours = await perImage(loader, async (e) => {
+    const [ours, ref] = await perImage(files, async (e) => {
       let n = 0;
       for await (const b of loader.epoch(e)) {
         n += b.keys.length;
@@ -112,7 +127,7 @@ export async function runAll(): Promise<void> {
       }
       return n;
     });
-    report('views-vs-torchvision', ours * 1e3, reference(files) * 1e3, 'ms/img', false);
+    report('views-vs-torchvision', ours * 1e3, ref * 1e3, 'ms/img', false);
   });
 }
 

@@ -1,7 +1,8 @@
 // Batched BYOL augmentations against torchvision.transforms.functional (Debian's torchvision 0.14,
 // tensor path), op by op and as the whole view pipeline, on real photos from test/fixtures.
 // test/reference/augment_ref.py runs every op image by image with that image's scalar parameter;
-// our ops run once per batch with per-sample parameters. Tolerance: 1/255 per pixel on the [0, 1]
+// our ops run once per batch with per-sample parameters; the whole pipelines run both through the
+// CPU's native fused kernel (the default there) and as LibTorch ops. Tolerance: 1/255 per pixel on the [0, 1]
 // scale (normalised outputs are compared after multiplying the difference by std). Measured max
 // differences are ~1e-6 (float rounding; hue uses an algebraically equal HSV->RGB form).
 import { strict as assert } from 'assert';
@@ -173,6 +174,13 @@ describe('augment: batched BYOL ops vs torchvision.transforms.functional', funct
     assert.throws(() => augment(x224.select(1, 0), [], everything), /augment: images must be \[N, 3, H, W\]/);
     assert.throws(() => sampleAugmentBatch(new Rng(1), 2, { ...everything, blurKernel: 4 }), /blurKernel must be odd/);
     assert.throws(() => gaussianBlur(tensor(new Float32Array(3 * 8 * 8), { shape: [1, 3, 8, 8] }), 23, [1]), /too large for 8x8/);
+    // The native CPU kernel checks what the LibTorch ops check.
+    const small = tensor(new Float32Array(3 * 8 * 8), { shape: [1, 3, 8, 8] });
+    const blurred: SampleAugment = { flip: false, jitter: null, grayscale: false, blurSigma: 1, solarize: false };
+    assert.throws(() => augment(small, [blurred], everything), /too large for 8x8/);
+    const hue: SampleAugment = { ...blurred, blurSigma: null, jitter: { order: [3, 0, 1, 2], brightness: 1, contrast: 1, saturation: 1, hue: 0.7 } };
+    assert.throws(() => augment(small, [hue], everything), /adjustHue: hue factor 0.7/);
+    small.dispose();
   });
 
   after(function () {

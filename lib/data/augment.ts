@@ -1,9 +1,11 @@
-// BYOL augmentations (RECIPE.md "Views") as batched tensor ops on NCHW float images in [0, 1], on
-// whatever device the batch lives on. Parameters are drawn per sample on the host from a seeded
-// Rng (a few numbers per image, so the draw is identical on every device), then each op runs once
-// per batch on the subset of samples that needs it. Every op reproduces
-// torchvision.transforms.functional (0.14, tensor path) with the same parameters, within 1/255
-// per pixel (test/augment.test.ts checks it on real photos against Debian's torchvision).
+// BYOL augmentations (RECIPE.md "Views") on NCHW float images in [0, 1], on whatever device the
+// batch lives on. Parameters are drawn per sample on the host from a seeded Rng (a few numbers per
+// image, so the draw is identical on every device). On an accelerator each op runs once per batch
+// as LibTorch ops on the subset of samples that needs it; on the CPU (float32) every op of an
+// image runs fused in native code (native/image.cc augmentImages: a few cache-resident passes
+// instead of ~40 small LibTorch ops per image). Both reproduce torchvision.transforms.functional
+// (0.14, tensor path) with the same parameters, within 1/255 per pixel (test/augment.test.ts checks
+// both on real photos against Debian's torchvision).
 import { Tensor, cat, conv2d, empty, pad, tensor, tidy } from '../torch';
 import { op, w } from '../torch/tensor';
 import { native } from '../torch/native';
@@ -389,6 +391,7 @@ function augmentNative(x: Tensor, params: readonly SampleAugment[], cfg: ViewAug
       rec[r + 7] = p.jitter.contrast;
       rec[r + 8] = p.jitter.saturation;
       rec[r + 9] = p.jitter.hue;
+      if (!(p.jitter.hue >= -0.5 && p.jitter.hue <= 0.5)) throw new RangeError(`adjustHue: hue factor ${p.jitter.hue} is not in [-0.5, 0.5]`);
     }
     rec[r + 10] = p.grayscale ? 1 : 0;
     if (p.blurSigma !== null) {
