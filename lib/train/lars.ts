@@ -71,6 +71,11 @@ export class LARS {
     for (const p of this.params) p.clearGrad();
   }
 
+  /** The parameters' current gradients (handles onto .grad: in-place ops on them change the gradients). */
+  gradients(): Tensor[] {
+    return this.params.flatMap((p) => { const g = p.grad; return g ? [g] : []; });
+  }
+
   /** One update at learning rate lr. Parameters without a gradient are skipped, as in PyTorch. */
   step(lr: number): void {
     if (!Number.isFinite(lr)) throw new RangeError(`LARS.step: lr must be finite, got ${lr}`);

@@ -25,6 +25,8 @@ export interface MetricRecord {
   embeddingStd: number;
   /** Symmetric loss per view pair, e.g. { 'v1-v2': -3.1, 'v1-v3': -2.9 }. */
   pairs?: Record<string, number>;
+  /** fp16 runs: the dynamic loss scale after this iteration. */
+  lossScale?: number;
   /** Wall-clock time (ms since epoch). */
   time: number;
   [extra: string]: unknown;

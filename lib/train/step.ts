@@ -1,9 +1,10 @@
 // One SoCo training iteration on a batch of views: both networks forward, the symmetric loss,
 // backward, LARS step, target EMA. Everything created inside is freed before it returns.
-import { Tensor, tidy } from '../torch';
+import { AutocastDtype, Tensor, autocast, tidy } from '../torch';
 import { SoCoModel, SoCoView } from '../model';
 import { LARS } from './lars';
 import { LossNormalization, ViewPairEmbeddings, normalizedEmbeddingStd, socoLoss } from './loss';
+import { unscaleGradients } from './amp';
 
 /** A loss pair: indices into the step's views (a = the view whose boxes anchor the pair, usually V1). */
 export interface ViewPair { name: string; a: number; b: number }
@@ -19,6 +20,16 @@ export interface StepResult {
   pairs: Record<string, number>;
   /** Collapse monitor on the online embeddings of views[0] (computed when asked). */
   embeddingStd: number;
+  /** fp16 only: inf/NaN gradients at this loss scale, so the update was skipped (the scale backs off). */
+  skipped: boolean;
+}
+
+/** Mixed precision of a step: forward and loss under autocast; fp16 also scales the loss. */
+export interface StepPrecision {
+  deviceType: 'cpu' | 'cuda';
+  dtype: AutocastDtype;
+  /** fp16's loss scale (lib/train/amp.ts); absent for bf16, which needs none. */
+  lossScale?: number;
 }
 
 export class NonFiniteLossError extends Error {
@@ -42,6 +53,8 @@ export interface StepOptions {
   lastCheckpoint: string | null;
   /** Data-parallel gradient averaging around backward (lib/dist's GradientReducer); none in one process. */
   gradientSync?: GradientSync;
+  /** Absent: float32. */
+  precision?: StepPrecision;
 }
 
 /**
@@ -59,23 +72,38 @@ export interface GradientSync {
  */
 export function trainStep(model: SoCoModel, opt: LARS, views: SoCoView[], pairs: ViewPair[], o: StepOptions): StepResult {
   return tidy(() => {
-    const out = model.forward(views);
-    const emb: ViewPairEmbeddings[] = pairs.map((p) => {
-      if (!(p.a in out.online) || !(p.b in out.online)) throw new TypeError(`view pair ${p.name} refers to views ${p.a}, ${p.b} of ${views.length}`);
-      return { name: p.name, onlineA: out.online[p.a], targetA: out.target[p.a], onlineB: out.online[p.b], targetB: out.target[p.b] };
-    });
-    const { loss, pairs: parts } = socoLoss(emb, o.normalization);
+    const forward = (): { loss: Tensor; parts: { name: string; value: Tensor }[]; online0: Tensor } => {
+      const out = model.forward(views);
+      // The loss in float32 whatever the forward ran in: cosine of low-precision vectors loses the
+      // small differences BYOL's gradient lives on.
+      const f32 = (t: Tensor): Tensor => t.to(null, 'float32');
+      const emb: ViewPairEmbeddings[] = pairs.map((p) => {
+        if (!(p.a in out.online) || !(p.b in out.online)) throw new TypeError(`view pair ${p.name} refers to views ${p.a}, ${p.b} of ${views.length}`);
+        return { name: p.name, onlineA: f32(out.online[p.a]), targetA: f32(out.target[p.a]), onlineB: f32(out.online[p.b]), targetB: f32(out.target[p.b]) };
+      });
+      const { loss, pairs: parts } = socoLoss(emb, o.normalization);
+      return { loss, parts, online0: emb[0].onlineA };
+    };
+    const amp = o.precision;
+    const { loss, parts, online0 } = amp ? autocast(amp.deviceType, amp.dtype, forward) : forward();
     const value = loss.item();
     if (!Number.isFinite(value)) throw new NonFiniteLossError(o.step, value, o.lastCheckpoint);
     opt.zeroGrad();
-    o.gradientSync?.beforeBackward(loss);
-    loss.backward();
+    const scale = amp?.lossScale;
+    const root = scale === undefined ? loss : loss.mul(scale);
+    o.gradientSync?.beforeBackward(root);
+    root.backward();
     o.gradientSync?.afterBackward();
-    opt.step(o.lr);
-    model.updateTarget(o.tau);
+    // fp16: gradients that overflowed at this scale skip the update (GradScaler's rule); the
+    // averaged gradients are the same on every rank, so every rank skips together.
+    const skipped = scale !== undefined && unscaleGradients(opt.gradients(), scale);
+    if (!skipped) {
+      opt.step(o.lr);
+      model.updateTarget(o.tau);
+    }
     const pairValues: Record<string, number> = {};
     for (const p of parts) pairValues[p.name] = p.value.item();
-    const embeddingStd = o.measureStd ? normalizedEmbeddingStd(out.online[0] as Tensor) : NaN;
-    return { loss: value, pairs: pairValues, embeddingStd };
+    const embeddingStd = o.measureStd ? normalizedEmbeddingStd(online0) : NaN;
+    return { loss: value, pairs: pairValues, embeddingStd, skipped };
   });
 }

@@ -23,7 +23,8 @@ import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources } from './con
 import { lrAt, tauAt, scaledLr, LrSchedule, checkLrSchedule } from './schedules';
 import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, residentMiB } from './metrics';
 import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './checkpoint';
-import { GradientSync, NonFiniteLossError, ViewPair, trainStep } from './step';
+import { GradientSync, NonFiniteLossError, StepPrecision, ViewPair, trainStep } from './step';
+import { LossScaleState, autocastDtype, initialLossScale, updateLossScale } from './amp';
 import { createBatchSource, Shard } from './data_source';
 import { DistContext, GradientReducer, InitOptions, broadcastModule, broadcastTensors, convertSyncBatchNorm, initFromEnv } from '../dist';
 
@@ -101,6 +102,9 @@ export class SoCoTrainer extends EventEmitter {
   /** The job this process is part of (null: one process). */
   private ctx: DistContext | null = null;
   private reducer: GradientReducer | null = null;
+  /** Mixed precision of every step (undefined: float32), and fp16's loss scale. */
+  private precision: StepPrecision | undefined;
+  private lossScale: LossScaleState | null = null;
   /** Place in the job, kept after leaving it (exports and messages after train() are rank 0's). */
   private place = { rank: 0, worldSize: 1 };
 
@@ -137,8 +141,9 @@ export class SoCoTrainer extends EventEmitter {
     }
     checkWritableDir(this.outDir);
     this.device = resolveDevice(c.device);
-    if (c.precision === 'bf16' || c.precision === 'fp16')
-      throw new Error(`--precision ${c.precision}: mixed precision needs autocast in lib/torch, which this build does not have yet; use --precision fp32`);
+    const dtype = autocastDtype(c.precision, this.device);
+    this.precision = dtype ? { deviceType: this.device.startsWith('cuda') ? 'cuda' : 'cpu', dtype } : undefined;
+    this.lossScale = dtype === 'float16' ? initialLossScale() : null;
     let resumeFrom: string | null = null;
     const last = path.join(this.outDir, LAST);
     if (c.resume === 'auto') resumeFrom = fs.existsSync(last) ? last : null;
@@ -270,6 +275,7 @@ export class SoCoTrainer extends EventEmitter {
       online,
       target: m.target.stateDict('target.'),
       optimizer: this.optimizer!.stateDict(),
+      ...(this.lossScale ? { lossScale: { ...this.lossScale } } : {}),
       rng,
       config: JSON.stringify(this.config),
     };
@@ -313,6 +319,8 @@ export class SoCoTrainer extends EventEmitter {
     m.predictor.loadStateDict(strip(online, 'predictor.'));
     m.target.loadStateDict(strip(st.target as Record<string, torch.Tensor>, 'target.'));
     this.optimizer!.loadStateDict(st.optimizer as { steps: number; momentum: Record<string, torch.Tensor> });
+    const ls = st.lossScale as LossScaleState | undefined;
+    if (this.lossScale && ls) this.lossScale = { scale: Number(ls.scale), goodSteps: Number(ls.goodSteps) };
     const rng = st.rng as Record<string, torch.Tensor>;
     torch.setRngState(rng.cpu, 'cpu');
     if (rng.cuda && this.device.startsWith('cuda')) torch.setRngState(rng.cuda, this.device);
@@ -414,7 +422,9 @@ export class SoCoTrainer extends EventEmitter {
             try {
               r = trainStep(model, opt, batch.views, batch.pairs, {
                 lr, tau, normalization: c.lossNormalization, measureStd: logNow && main, step: this.step, lastCheckpoint: this.lastCheckpoint, gradientSync,
+                precision: this.precision && { ...this.precision, lossScale: this.lossScale?.scale },
               });
+              if (this.lossScale) this.lossScale = updateLossScale(this.lossScale, r.skipped);
             } finally {
               batch.dispose();
             }
@@ -429,6 +439,7 @@ export class SoCoTrainer extends EventEmitter {
                 iter: this.step, epoch: Math.floor((this.step - 1) / ipe), loss: g.loss, lr, tau,
                 imagesPerSec: w.imagesPerSec, secPerIter: w.secPerIter, dataWaitFrac: w.dataWaitFrac,
                 memoryMiB: residentMiB(), embeddingStd: r.embeddingStd, pairs: g.pairs, time: Date.now(),
+                ...(this.lossScale ? { lossScale: this.lossScale.scale } : {}),
               };
               metrics.write(rec);
               const line = progressLine(rec, { epochs: Math.ceil(this.totalIters / ipe), totalIters: this.totalIters, etaSeconds: tp.meanStepSeconds * (this.totalIters - this.step) });
