@@ -75,43 +75,50 @@ inline int reflectIndex(long i, long n) {
   return int(i < n ? i : period - 1 - i);
 }
 
-// img: H*W*3 doubles, smoothed in place along axis 0 then axis 1 (scipy's order). Each output
-// sample is w0*x0 + sum_j (x[-j] + x[j]) * w[j] from the outermost tap in, as ni_filters.c.
-inline void gaussianSmooth(std::vector<double>& img, int W, int H, double sigma) {
+// out = c * w0, then out += (a[-j] + b[j]) * w[j] from the outermost tap in, as ni_filters.c.
+inline void gaussianTaps(double* __restrict out, const double* const* lo, const double* const* hi,
+                         const double* c0, const double* fw, long r, size_t n) {
+  for (size_t k = 0; k < n; ++k) out[k] = c0[k] * fw[0];
+  for (long j = -r; j < 0; ++j) {
+    const double* __restrict a = lo[j + r];
+    const double* __restrict b = hi[j + r];
+    const double wj = fw[j];
+    for (size_t k = 0; k < n; ++k) out[k] += (a[k] + b[k]) * wj;
+  }
+}
+
+// img: H*W*3 doubles, smoothed in place along axis 0 then axis 1 (scipy's order); tmp is
+// scratch of the same size.
+inline void gaussianSmooth(std::vector<double>& img, std::vector<double>& tmp, int W, int H, double sigma) {
   if (!(sigma > 1e-15)) return;
   const std::vector<double> w = gaussianKernel(sigma);
   const long r = long(w.size() / 2);
   const double* fw = w.data() + r;
   const size_t rowLen = size_t(W) * 3;
-  std::vector<double> tmp(img.size());
+  tmp.resize(img.size());
+  std::vector<const double*> lo(r), hi(r);
   for (int y = 0; y < H; ++y) {  // axis 0: whole rows at a time
-    double* out = &tmp[size_t(y) * rowLen];
-    const double* c0 = &img[size_t(y) * rowLen];
-    for (size_t k = 0; k < rowLen; ++k) out[k] = c0[k] * fw[0];
     for (long j = -r; j < 0; ++j) {
-      const double* a = &img[size_t(reflectIndex(y + j, H)) * rowLen];
-      const double* b = &img[size_t(reflectIndex(y - j, H)) * rowLen];
-      const double wj = fw[j];
-      for (size_t k = 0; k < rowLen; ++k) out[k] += (a[k] + b[k]) * wj;
+      lo[j + r] = &img[size_t(reflectIndex(y + j, H)) * rowLen];
+      hi[j + r] = &img[size_t(reflectIndex(y - j, H)) * rowLen];
     }
+    gaussianTaps(&tmp[size_t(y) * rowLen], lo.data(), hi.data(), &img[size_t(y) * rowLen], fw, r, rowLen);
   }
+  // axis 1: a copy of the row padded by reflection, then the same sums over shifted views
   std::vector<double> line((W + 2 * r) * 3);
-  for (int y = 0; y < H; ++y) {  // axis 1: padded copy of the row, then the same sum
+  for (long j = -r; j < 0; ++j) {
+    lo[j + r] = &line[size_t(r + j) * 3];
+    hi[j + r] = &line[size_t(r - j) * 3];
+  }
+  for (int y = 0; y < H; ++y) {
     const double* in = &tmp[size_t(y) * rowLen];
-    for (long x = -r; x < W + r; ++x) {
-      const double* p = in + size_t(reflectIndex(x, W)) * 3;
-      double* q = &line[size_t(x + r) * 3];
-      q[0] = p[0]; q[1] = p[1]; q[2] = p[2];
+    std::memcpy(&line[size_t(r) * 3], in, rowLen * sizeof(double));
+    for (long x = -r; x < W + r; x += (x == -1 ? W + 1 : 1)) {
+      const double* q = in + size_t(reflectIndex(x, W)) * 3;
+      double* d = &line[size_t(x + r) * 3];
+      d[0] = q[0]; d[1] = q[1]; d[2] = q[2];
     }
-    double* out = &img[size_t(y) * rowLen];
-    const double* c0 = &line[size_t(r) * 3];
-    for (size_t k = 0; k < rowLen; ++k) out[k] = c0[k] * fw[0];
-    for (long j = -r; j < 0; ++j) {
-      const double* a = c0 + j * 3;
-      const double* b = c0 - j * 3;
-      const double wj = fw[j];
-      for (size_t k = 0; k < rowLen; ++k) out[k] += (a[k] + b[k]) * wj;
-    }
+    gaussianTaps(&img[size_t(y) * rowLen], lo.data(), hi.data(), &line[size_t(r) * 3], fw, r, rowLen);
   }
 }
 
@@ -201,75 +208,93 @@ inline void numpyArgsort(const double* v, int64_t* tosort, int64_t num) {
 // skimage's edge index, so (cost, code) order is skimage's order with ties broken by index.
 struct Edge { double cost; uint32_t code, key; };
 
-// Sorts edges by (cost, code): LSD radix on the top 32 bits of the cost's bit pattern
-// (monotonic for x >= 0), then runs sharing those bits by the full value. Deterministic and
-// ~10x faster than introsort; the records travel with the keys so later passes stream.
-inline void radixSortEdges(std::vector<Edge>& e, std::vector<Edge>& tmp) {
-  const size_t n = e.size();
-  tmp.resize(n);
-  // 22-bit monotonic key: 5 bits of exponent (the top 31 octaves below the largest cost;
-  // zero and anything smaller share key 0) and 17 mantissa bits; two 11-bit passes.
-  auto bits = [](double c) { uint64_t k; std::memcpy(&k, &c, 8); return k; };
-  uint32_t maxE = 0;
-  for (size_t i = 0; i < n; ++i) maxE = std::max(maxE, uint32_t(bits(e[i].cost) >> 52));
-  const int lowE = int(maxE) - 30;
-  auto key = [&](double c) -> uint32_t {
-    const uint64_t k = bits(c);
-    const int ex = int(k >> 52);
-    if (ex < lowE) return 0u;
-    return (uint32_t(ex - lowE + 1) << 17) | uint32_t((k >> 35) & 0x1ffff);
-  };
-  uint32_t count[2][1 << 11];
-  std::memset(count, 0, sizeof count);
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t k = key(e[i].cost);
-    e[i].key = k;
-    ++count[0][k & 0x7ff];
-    ++count[1][k >> 11];
-  }
-  for (int pass = 0; pass < 2; ++pass) {
-    uint32_t sum = 0;
-    for (auto& c : count[pass]) { uint32_t t = c; c = sum; sum += t; }
-    const int shift = pass * 11;
-    for (size_t i = 0; i < n; ++i) tmp[count[pass][(e[i].key >> shift) & 0x7ff]++] = e[i];
-    e.swap(tmp);
-  }
-  // runs with equal keys: stable sort by the full cost (runs are short except key 0)
-  auto lt = [](const Edge& a, const Edge& b) { return a.cost < b.cost; };
-  for (size_t i = 0; i < n;) {
-    const uint32_t k = e[i].key;
-    size_t j = i + 1;
-    while (j < n && e[j].key == k) ++j;
-    if (j - i > 24) {
-      if (!std::is_sorted(e.begin() + i, e.begin() + j, lt))
-        std::stable_sort(e.begin() + i, e.begin() + j, lt);
-    } else {
-      for (size_t a = i + 1; a < j; ++a) {
-        const Edge x = e[a];
-        size_t b = a;
-        while (b > i && x.cost < e[b - 1].cost) { e[b] = e[b - 1]; --b; }
-        e[b] = x;
-      }
+inline uint64_t doubleBits(double c) { uint64_t k; std::memcpy(&k, &c, 8); return k; }
+
+// 12-bit bucket of a squared edge length, monotonic in it: 6 bits of exponent (2^-60 .. 2^3;
+// smaller values, zero included, share bucket 0) and the top 6 mantissa bits. Bucketing by d^2
+// orders by d = sqrt(d^2) too (sqrt is correctly rounded, hence monotonic).
+constexpr int kBucketBits = 12;
+inline uint32_t sqBucket(double d2) {
+  const uint64_t k = doubleBits(d2);
+  const int e = int(k >> 52) - (1023 - 60) + 1;
+  if (e <= 0) return 0u;
+  if (e > 63) return (1u << kBucketBits) - 1u;
+  return (uint32_t(e) << 6) | uint32_t((k >> 46) & 0x3f);
+}
+
+// Stable sort of a[0, m) by cost (a is in code order, so the result is in (cost, code) order).
+// MSD counting passes on the bit patterns (monotonic for costs >= 0) relative to the range's
+// minimum, 11 bits at a time, in tmp; short runs by insertion.
+inline void sortByCost(Edge* a, size_t m, Edge* tmp) {
+  if (m <= 24) {
+    for (size_t i = 1; i < m; ++i) {
+      const Edge x = a[i];
+      size_t j = i;
+      while (j > 0 && x.cost < a[j - 1].cost) { a[j] = a[j - 1]; --j; }
+      a[j] = x;
     }
+    return;
+  }
+  uint64_t lo = ~uint64_t(0), hi = 0;
+  bool sorted = true;
+  for (size_t i = 0; i < m; ++i) {
+    const uint64_t b = doubleBits(a[i].cost);
+    lo = std::min(lo, b);
+    hi = std::max(hi, b);
+    if (i && a[i].cost < a[i - 1].cost) sorted = false;
+  }
+  if (sorted) return;  // includes runs of equal costs (flat image areas)
+  int shift = 0;
+  while (((hi - lo) >> shift) >= 2048) ++shift;
+  const size_t nb = size_t((hi - lo) >> shift) + 1;
+  uint32_t count[2049];
+  std::memset(count, 0, sizeof(uint32_t) * (nb + 1));
+  for (size_t i = 0; i < m; ++i) {
+    const uint32_t k = uint32_t((doubleBits(a[i].cost) - lo) >> shift);
+    a[i].key = k;
+    ++count[k + 1];
+  }
+  for (size_t b = 1; b <= nb; ++b) count[b] += count[b - 1];
+  for (size_t i = 0; i < m; ++i) tmp[count[a[i].key]++] = a[i];
+  std::memcpy(static_cast<void*>(a), tmp, m * sizeof(Edge));
+  if (shift == 0) return;  // keys were exact
+  for (size_t i = 0; i < m;) {
+    size_t j = i + 1;
+    while (j < m && a[j].key == a[i].key) ++j;
+    if (j - i > 1) sortByCost(a + i, j - i, tmp);
     i = j;
   }
 }
 
 // ---------------------------------------------------------------- Felzenszwalb (skimage 0.19)
 
-struct Edge;
+// Union-find node: what every edge test reads, in one 8-byte slot. thr is skimage's float
+// inner cost cint + scale / size, computed when the component changes instead of per test.
+struct Node { uint32_t parent; float thr; };
 // Per-thread buffers reused across images: workers process thousands of images, and fresh
 // multi-megabyte allocations cost page faults each time.
-struct Node { uint32_t parent, size; };
 struct Workspace {
   std::vector<Edge> edges, tmp;
   std::vector<Node> nodes;
-  std::vector<double> img, cint, pad;
-  std::vector<uint8_t> smallPx;
+  std::vector<uint32_t> size;
+  std::vector<double> img, tmpImg;
+  std::vector<uint8_t> smallPx, lbp;
+  std::vector<int32_t> rootLabel;
+  size_t bytes() const {
+    return edges.capacity() * sizeof(Edge) + tmp.capacity() * sizeof(Edge) + nodes.capacity() * sizeof(Node) +
+           size.capacity() * 4 + (img.capacity() + tmpImg.capacity()) * 8 + smallPx.capacity() + lbp.capacity() + rootLabel.capacity() * 4;
+  }
 };
 inline Workspace& workspace() {
   static thread_local Workspace ws;
   return ws;
+}
+// Buffers of a very large image are released after it, so one outlier does not pin hundreds
+// of MB in every pool thread for the rest of a run.
+constexpr size_t kKeepWorkspaceBytes = size_t(192) << 20;
+inline void trimWorkspace() {
+  Workspace& ws = workspace();
+  if (ws.bytes() > kKeepWorkspaceBytes) ws = Workspace();
 }
 
 // Labels in raster order of first appearance (= skimage's np.unique over min-index roots).
@@ -281,33 +306,77 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
   img.resize(N * 3);
   const double inv = 1.0 / 255.0;  // img_as_float64: x * (1/255)
   for (size_t i = 0; i < N * 3; ++i) img[i] = double(rgb[i]) * inv;
-  gaussianSmooth(img, W, H, sigma);
+  gaussianSmooth(img, ws.tmpImg, W, H, sigma);
   const double scale = scaleIn / 255.0;
 
   // Edges in skimage's order: right, down, down-right, up-right; each raveled row-major.
+  // type 0: (p+1, p)  1: (p+W, p)  2: (p+W+1, p)  3: (p+1, p+W)
   const size_t nR = size_t(H) * (W - 1), nD = size_t(H - 1) * W, nX = size_t(H - 1) * (W - 1);
   const size_t M = nR + nD + 2 * nX;
-  std::vector<Edge>& edges = ws.edges;
-  edges.resize(M);
-  size_t ne = 0;
-  auto dist = [&](size_t p, size_t q) {
-    const double d0 = img[p * 3] - img[q * 3], d1 = img[p * 3 + 1] - img[q * 3 + 1],
-                 d2 = img[p * 3 + 2] - img[q * 3 + 2];
-    return std::sqrt(d0 * d0 + d1 * d1 + d2 * d2);
-  };
-  // type 0: (p+1, p)  1: (p+W, p)  2: (p+W+1, p)  3: (p+1, p+W)
   const uint32_t offA[4] = {1u, uint32_t(W), uint32_t(W) + 1u, 1u};
   const uint32_t offB[4] = {0u, 0u, 0u, uint32_t(W)};
-  for (uint32_t t = 0; t < 4; ++t) {
-    const int yEnd = t == 0 ? H : H - 1, xEnd = t == 1 ? W : W - 1;
-    for (int y = 0; y < yEnd; ++y)
-      for (int x = 0; x < xEnd; ++x) {
-        const size_t p = size_t(y) * W + x;
-        edges[ne++] = {dist(p + offA[t], p + offB[t]), (t << 30) | uint32_t(p), 0u};
+  const double* im = img.data();
+  // Visits every edge in code order with its squared length (the same arithmetic each time).
+  auto forEachEdge = [&](auto&& fn) {
+    for (uint32_t t = 0; t < 4; ++t) {
+      const int yEnd = t == 0 ? H : H - 1, xEnd = t == 1 ? W : W - 1;
+      for (int y = 0; y < yEnd; ++y) {
+        const uint32_t row = uint32_t(y) * uint32_t(W);
+        const double* a = im + size_t(row + offA[t]) * 3;
+        const double* b = im + size_t(row + offB[t]) * 3;
+        for (int x = 0; x < xEnd; ++x) {
+          const double d0 = a[3 * x] - b[3 * x], d1 = a[3 * x + 1] - b[3 * x + 1], d2 = a[3 * x + 2] - b[3 * x + 2];
+          fn(d0 * d0 + d1 * d1 + d2 * d2, (t << 30) | (row + uint32_t(x)));
+        }
       }
-  }
+    }
+  };
 
+  std::vector<Node>& nd = ws.nodes;
+  std::vector<uint32_t>& sz = ws.size;
+  nd.resize(N);
+  sz.assign(N, 1u);
+  const float thr1 = float(0.0 + scale / 1.0);
+  for (size_t p = 0; p < N; ++p) nd[p] = {uint32_t(p), thr1};
+  auto find = [&](uint32_t a) {  // path halving
+    while (nd[a].parent != a) {
+      const uint32_t g = nd[nd[a].parent].parent;
+      nd[a].parent = g;
+      a = g;
+    }
+    return a;
+  };
+  // skimage's merge test with its float inner costs; the bigger component becomes the root
+  // (which root survives does not change the partition)
+  // Latency bound (random node reads): the nodes of edges ahead are prefetched, those 16
+  // ahead and then their parents 8 ahead (by then the pixel's node has arrived).
+  auto unite = [&](const Edge* e, const Edge* end) {
+    auto a = [&](const Edge* x) { return (x->code & 0x3fffffffu) + offA[x->code >> 30]; };
+    auto b = [&](const Edge* x) { return (x->code & 0x3fffffffu) + offB[x->code >> 30]; };
+    for (; e != end; ++e) {
+      if (end - e > 16) {
+        __builtin_prefetch(&nd[a(e + 16)]);
+        __builtin_prefetch(&nd[b(e + 16)]);
+        __builtin_prefetch(&nd[nd[a(e + 8)].parent]);
+        __builtin_prefetch(&nd[nd[b(e + 8)].parent]);
+      }
+      const uint32_t t = e->code >> 30, p = e->code & 0x3fffffffu;
+      const uint32_t s0 = find(p + offA[t]), s1 = find(p + offB[t]);
+      if (s0 == s1) continue;
+      if (e->cost < double(std::min(nd[s0].thr, nd[s1].thr))) {
+        const uint32_t big = sz[s0] >= sz[s1] ? s0 : s1, small = big == s0 ? s1 : s0;
+        nd[small].parent = big;
+        sz[big] += sz[small];
+        nd[big].thr = float(e->cost + scale / double(sz[big]));
+      }
+    }
+  };
+
+  std::vector<Edge>& edges = ws.edges;
+  edges.resize(M);
   if (numpyTies) {
+    size_t ne = 0;
+    forEachEdge([&](double d2, uint32_t code) { edges[ne++] = {std::sqrt(d2), code, 0u}; });
     std::vector<double> cost(M);
     for (size_t k = 0; k < M; ++k) cost[k] = edges[k].cost;
     std::vector<int64_t> o(M);
@@ -316,43 +385,41 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
     std::vector<Edge> sorted(M);
     for (size_t k = 0; k < M; ++k) sorted[k] = edges[o[k]];
     edges.swap(sorted);
+    unite(edges.data(), edges.data() + M);
   } else {
-    radixSortEdges(edges, ws.tmp);
-  }
-
-  // one cache line touch per node: the sorted edge order visits pixels at random
-  std::vector<Node>& nd = ws.nodes;
-  nd.resize(N);
-  for (size_t p = 0; p < N; ++p) nd[p] = {uint32_t(p), 1u};
-  std::vector<double>& cint = ws.cint;  // read only for roots, kept out of the hot nodes
-  cint.assign(N, 0.0);
-  auto find = [&](uint32_t a) {
-    uint32_t r = a;
-    while (nd[r].parent != r) r = nd[r].parent;
-    while (nd[a].parent != r) { uint32_t n = nd[a].parent; nd[a].parent = r; a = n; }
-    return r;
-  };
-  for (const Edge& ed : edges) {
-    const uint32_t t = ed.code >> 30, p = ed.code & 0x3fffffffu;
-    const uint32_t s0 = find(p + offA[t]), s1 = find(p + offB[t]);
-    if (s0 == s1) continue;
-    // skimage stores these in C floats: keep the float32 rounding
-    const float ic0 = float(cint[s0] + scale / double(nd[s0].size));
-    const float ic1 = float(cint[s1] + scale / double(nd[s1].size));
-    if (ed.cost < double(std::min(ic0, ic1))) {
-      const uint32_t big = nd[s0].size >= nd[s1].size ? s0 : s1, small = big == s0 ? s1 : s0;
-      nd[small].parent = big;
-      nd[big].size += nd[small].size;
-      cint[big] = ed.cost;
+    // Counting sort into 4096 buckets of the squared length (one pass to count, one to
+    // scatter, recomputing the lengths rather than storing them twice), then each bucket is
+    // sorted and merged while it is in cache.
+    std::vector<uint32_t> start((size_t(1) << kBucketBits) + 1, 0);
+    forEachEdge([&](double d2, uint32_t) { ++start[sqBucket(d2) + 1]; });
+    size_t biggest = 0;
+    for (size_t b = 1; b < start.size(); ++b) {
+      biggest = std::max<size_t>(biggest, start[b]);
+      start[b] += start[b - 1];
+    }
+    std::vector<uint32_t> pos(start.begin(), start.end() - 1);
+    Edge* E = edges.data();
+    forEachEdge([&](double d2, uint32_t code) { E[pos[sqBucket(d2)]++] = {std::sqrt(d2), code, 0u}; });
+    ws.tmp.resize(biggest);
+    for (size_t b = 0; b + 1 < start.size(); ++b) {
+      Edge *lo = E + start[b], *hi = E + start[b + 1];
+      if (lo == hi) continue;
+      // the next bucket streams in from L3 while this one is sorted and merged
+      const char* nx = reinterpret_cast<const char*>(hi);
+      const char* nxEnd = reinterpret_cast<const char*>(E + start[std::min(b + 2, start.size() - 1)]);
+      for (size_t k = 0; k < 512 && nx < nxEnd; ++k, nx += 64) __builtin_prefetch(nx);
+      sortByCost(lo, size_t(hi - lo), ws.tmp.data());
+      unite(lo, hi);
     }
   }
+
   // Only components below min_size merge now, and a component that is still small holds only
   // pixels that were small after the first pass: edges between two big pixels are skipped.
   std::vector<uint8_t>& smallPx = ws.smallPx;
   smallPx.resize(N);
   bool anySmall = false;
   for (size_t p = 0; p < N; ++p) {
-    smallPx[p] = nd[find(uint32_t(p))].size < uint32_t(minSize);
+    smallPx[p] = sz[find(uint32_t(p))] < uint32_t(minSize);
     anySmall |= smallPx[p] != 0;
   }
   if (anySmall)
@@ -362,20 +429,22 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
       if (!smallPx[a] && !smallPx[b]) continue;
       const uint32_t s0 = find(a), s1 = find(b);
       if (s0 == s1) continue;
-      if (nd[s0].size < uint32_t(minSize) || nd[s1].size < uint32_t(minSize)) {
-        const uint32_t big = nd[s0].size >= nd[s1].size ? s0 : s1, small = big == s0 ? s1 : s0;
+      if (sz[s0] < uint32_t(minSize) || sz[s1] < uint32_t(minSize)) {
+        const uint32_t big = sz[s0] >= sz[s1] ? s0 : s1, small = big == s0 ? s1 : s0;
         nd[small].parent = big;
-        nd[big].size += nd[small].size;
+        sz[big] += sz[small];
       }
     }
-  labels.assign(N, -1);
-  std::vector<int32_t> rootLabel(N, -1);
+  labels.resize(N);
+  std::vector<int32_t>& rootLabel = ws.rootLabel;
+  rootLabel.assign(N, -1);
   int next = 0;
   for (size_t p = 0; p < N; ++p) {
     const uint32_t r = find(uint32_t(p));
     if (rootLabel[r] < 0) rootLabel[r] = next++;
     labels[p] = rootLabel[r];
   }
+  trimWorkspace();
   return next;
 }
 
@@ -396,57 +465,72 @@ inline int numpyBin(double v, int bins) {
 // skimage local_binary_pattern(P=8, R=1, 'default') of the three 0..255 channels, mode 'C'
 // (cval 0). Axis-aligned samples interpolate to the neighbour exactly; the diagonal ones use
 // skimage's bilinear arithmetic with r + rp, c + cp rounded as doubles (depends on r, c).
-inline void lbp8(const uint8_t* rgb, int W, int H, std::vector<uint8_t> out[3]) {
+inline void lbp8(const uint8_t* rgb, int W, int H, std::vector<uint8_t>& out) {
   double rp[8], cp[8];
   for (int i = 0; i < 8; ++i) {
     const double ang = 2.0 * M_PI * double(i) / 8.0;
     rp[i] = std::nearbyint(-1.0 * std::sin(ang) * 1e5) / 1e5;  // np.round(x, 5)
     cp[i] = std::nearbyint(1.0 * std::cos(ang) * 1e5) / 1e5;
   }
-  const int PW = W + 2;
-  std::vector<double> pad[3];
-  for (int ch = 0; ch < 3; ++ch) {
-    pad[ch].assign(size_t(PW) * (H + 2), 0.0);
-    for (int y = 0; y < H; ++y)
-      for (int x = 0; x < W; ++x) pad[ch][size_t(y + 1) * PW + x + 1] = rgb[(size_t(y) * W + x) * 3 + ch];
-    out[ch].assign(size_t(W) * H, 0);
-  }
-  std::vector<long> minc(W), maxc(W);
-  std::vector<double> dc(W), t(W);
+  bool exact[8];
+  std::vector<double> dc[8];
   for (int i = 0; i < 8; ++i) {
-    const bool exact = std::floor(rp[i]) == rp[i] && std::floor(cp[i]) == cp[i];
+    exact[i] = std::floor(rp[i]) == rp[i] && std::floor(cp[i]) == cp[i];
+    if (exact[i]) continue;
+    dc[i].resize(W);
     for (int c = 0; c < W; ++c) {
       const double cc = double(c) + cp[i];
-      minc[c] = long(std::floor(cc));
-      maxc[c] = long(std::ceil(cc));
-      dc[c] = cc - double(minc[c]);
+      dc[i][c] = cc - std::floor(cc);
     }
-    for (int r = 0; r < H; ++r) {
-      const double rr = double(r) + rp[i];
-      const long r0 = long(std::floor(rr)), r1 = long(std::ceil(rr));
-      const double dr = rr - double(r0);
+  }
+  // Row by row: rows r-1, r, r+1 of each channel as doubles with a zero border (mode 'C'),
+  // all 8 bits of a row accumulated in cache, written once.
+  const int PW = W + 2;
+  std::vector<double> rows(size_t(9) * PW, 0.0);
+  std::vector<uint8_t> acc(W);
+  out.resize(size_t(W) * H * 3);
+  for (int r = 0; r < H; ++r) {
+    for (int k = 0; k < 3; ++k) {
+      const int y = r - 1 + k;
       for (int ch = 0; ch < 3; ++ch) {
-        const double* P = pad[ch].data();
-        const double* row0 = P + size_t(r0 + 1) * PW + 1;
-        const double* row1 = P + size_t(r1 + 1) * PW + 1;
-        const double* centre = P + size_t(r + 1) * PW + 1;
-        uint8_t* o = out[ch].data() + size_t(r) * W;
+        double* row = &rows[size_t(ch * 3 + k) * PW + 1];
+        if (y < 0 || y >= H) {
+          std::fill(row, row + W, 0.0);
+          continue;
+        }
+        const uint8_t* src = rgb + size_t(y) * W * 3 + ch;
+        for (int x = 0; x < W; ++x) row[x] = src[size_t(x) * 3];
+      }
+    }
+    for (int ch = 0; ch < 3; ++ch) {
+      std::fill(acc.begin(), acc.end(), 0);
+      uint8_t* o = acc.data();
+      const double* centre = &rows[size_t(ch * 3 + 1) * PW + 1];
+      for (int i = 0; i < 8; ++i) {
+        const double rr = double(r) + rp[i];
+        const long r0 = long(std::floor(rr)), r1 = long(std::ceil(rr));
+        const double dr = rr - double(r0);
+        const double* row0 = &rows[size_t(ch * 3 + (r0 - r + 1)) * PW + 1];
+        const double* row1 = &rows[size_t(ch * 3 + (r1 - r + 1)) * PW + 1];
         const uint8_t bit = uint8_t(1u << i);
-        if (exact) {
-          const long off = minc[0];  // same offset for every column
+        if (exact[i]) {
+          const long off = long(cp[i]);  // same offset for every column
           for (int c = 0; c < W; ++c)
             o[c] |= uint8_t(bit & -uint8_t(row0[c + off] - centre[c] >= 0));
         } else {
           // floor/ceil of c + cp are c + o0, c + o1 for every column (cp is not integral)
           const long o0 = long(std::floor(cp[i])), o1 = long(std::ceil(cp[i]));
+          const double* d = dc[i].data();
           for (int c = 0; c < W; ++c) {
-            const double ddc = dc[c];
+            const double ddc = d[c];
             const double top = (1 - ddc) * row0[c + o0] + ddc * row0[c + o1];
             const double bottom = (1 - ddc) * row1[c + o0] + ddc * row1[c + o1];
             o[c] |= uint8_t(bit & -uint8_t((1 - dr) * top + dr * bottom - centre[c] >= 0));
           }
         }
       }
+      uint8_t* dst = out.data() + size_t(r) * W * 3 + ch;
+      for (int c = 0; c < W; ++c) dst[size_t(c) * 3] = o[c];
     }
   }
 }
@@ -522,7 +606,7 @@ inline void groupRegions(const uint8_t* rgb, int W, int H, const std::vector<int
   int vbin[256], tbin[256];
   for (int i = 0; i < 256; ++i) { vbin[i] = numpyBin(i, kColourBins); tbin[i] = numpyBin(i, kTextureBins); }
   (void)vbin;
-  std::vector<uint8_t> lbp[3];
+  std::vector<uint8_t>& lbp = workspace().lbp;  // per pixel, the three channels' codes
   lbp8(rgb, W, H, lbp);
   std::vector<uint32_t> ccount(size_t(n) * kHC, 0), tcount(size_t(n) * kHT, 0);
   for (int y = 0; y < H; ++y)
@@ -542,7 +626,7 @@ inline void groupRegions(const uint8_t* rgb, int W, int H, const std::vector<int
       cc[kColourBins + hb[1]]++;
       cc[2 * kColourBins + hb[2]]++;
       uint32_t* tc = &tcount[size_t(l) * kHT];
-      for (int c = 0; c < 3; ++c) tc[c * kTextureBins + tbin[lbp[c][p]]]++;
+      for (int c = 0; c < 3; ++c) tc[c * kTextureBins + tbin[lbp[p * 3 + c]]]++;
     }
   for (int l = 0; l < n; ++l) {
     const double s = double(R[l].size);
@@ -756,6 +840,7 @@ inline Result selectiveSearch(const uint8_t* rgbIn, int W0, int H0, const Params
     }
     res.boxes.insert(res.boxes.end(), {x0, y0, x1, y1});
   }
+  trimWorkspace();
   return res;
 }
 
