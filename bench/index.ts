@@ -10,6 +10,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   decode: async () => (await import('./decode')).run,
   'loader-host-vs-torchvision': async () => (await import('./views')).runHost,
   'views-vs-torchvision': async () => (await import('./views')).runAll,
+  'selective-search': async () => (await import('./selective_search')).run,
   'soco-step-cpu': async () => (opts) => import('./model').then((m) => m.run({ ...opts, device: 'cpu' })),
   'soco-step-cuda': async () => (await import('./model')).run,
 };

@@ -206,7 +206,11 @@ inline void numpyArgsort(const double* v, int64_t* tosort, int64_t num) {
 
 // An edge of the pixel graph: its cost and code = type << 30 | base pixel. Codes increase with
 // skimage's edge index, so (cost, code) order is skimage's order with ties broken by index.
-struct Edge { double cost; uint32_t code, key; };
+// 12 bytes: the sort and the merge loop stream these, so their size is memory traffic.
+#pragma pack(push, 4)
+struct Edge { double cost; uint32_t code; };
+#pragma pack(pop)
+static_assert(sizeof(Edge) == 12, "Edge must pack to 12 bytes");
 
 inline uint64_t doubleBits(double c) { uint64_t k; std::memcpy(&k, &c, 8); return k; }
 
@@ -249,18 +253,16 @@ inline void sortByCost(Edge* a, size_t m, Edge* tmp) {
   const size_t nb = size_t((hi - lo) >> shift) + 1;
   uint32_t count[2049];
   std::memset(count, 0, sizeof(uint32_t) * (nb + 1));
-  for (size_t i = 0; i < m; ++i) {
-    const uint32_t k = uint32_t((doubleBits(a[i].cost) - lo) >> shift);
-    a[i].key = k;
-    ++count[k + 1];
-  }
+  auto key = [&](const Edge& e) { return uint32_t((doubleBits(e.cost) - lo) >> shift); };
+  for (size_t i = 0; i < m; ++i) ++count[key(a[i]) + 1];
   for (size_t b = 1; b <= nb; ++b) count[b] += count[b - 1];
-  for (size_t i = 0; i < m; ++i) tmp[count[a[i].key]++] = a[i];
+  for (size_t i = 0; i < m; ++i) tmp[count[key(a[i])]++] = a[i];
   std::memcpy(static_cast<void*>(a), tmp, m * sizeof(Edge));
   if (shift == 0) return;  // keys were exact
   for (size_t i = 0; i < m;) {
     size_t j = i + 1;
-    while (j < m && a[j].key == a[i].key) ++j;
+    const uint32_t k = key(a[i]);
+    while (j < m && key(a[j]) == k) ++j;
     if (j - i > 1) sortByCost(a + i, j - i, tmp);
     i = j;
   }
@@ -376,7 +378,7 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
   edges.resize(M);
   if (numpyTies) {
     size_t ne = 0;
-    forEachEdge([&](double d2, uint32_t code) { edges[ne++] = {std::sqrt(d2), code, 0u}; });
+    forEachEdge([&](double d2, uint32_t code) { edges[ne++] = {std::sqrt(d2), code}; });
     std::vector<double> cost(M);
     for (size_t k = 0; k < M; ++k) cost[k] = edges[k].cost;
     std::vector<int64_t> o(M);
@@ -399,7 +401,7 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
     }
     std::vector<uint32_t> pos(start.begin(), start.end() - 1);
     Edge* E = edges.data();
-    forEachEdge([&](double d2, uint32_t code) { E[pos[sqBucket(d2)]++] = {std::sqrt(d2), code, 0u}; });
+    forEachEdge([&](double d2, uint32_t code) { E[pos[sqBucket(d2)]++] = {std::sqrt(d2), code}; });
     ws.tmp.resize(biggest);
     for (size_t b = 0; b + 1 < start.size(); ++b) {
       Edge *lo = E + start[b], *hi = E + start[b + 1];
