@@ -29,6 +29,8 @@ export interface RetrievalOptions {
   network?: Partial<SoCoNetworkOptions>;
   /** V1 size (default: the checkpoint's, else 224). */
   v1Size?: number;
+  /** V2 size (default: the checkpoint's, else 224): the crop view at the scale the network was trained on. */
+  v2Size?: number;
   /**
    * BatchNorm statistics for the features: 'batch' (default; training mode, as SoCo computes its
    * embeddings and as Detectron2's SyncBN fine-tuning starts) or 'running' (eval mode: the running
@@ -151,7 +153,10 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
   // No box jitter: the same proposal is the same box in both views.
   const loader = new SoCoLoader({
     root, files, proposals: store, batchSize: Math.min(files.length, 32), dropLast: false, seed, prefetch: 1, device,
-    geometry: { ...PAPER_GEOMETRY, arch: 'c4', k, jitter: false, v1Size: o.v1Size ?? config.v1Size ?? 224, levelThresholds: config.levelThresholds ?? PAPER_GEOMETRY.levelThresholds },
+    geometry: {
+      ...PAPER_GEOMETRY, arch: 'c4', k, jitter: false, v1Size: o.v1Size ?? config.v1Size ?? PAPER_GEOMETRY.v1Size,
+      v2Size: o.v2Size ?? config.v2Size ?? PAPER_GEOMETRY.v2Size, levelThresholds: config.levelThresholds ?? PAPER_GEOMETRY.levelThresholds,
+    },
     log: () => undefined,
   });
   const correct = nets.map(() => 0);
