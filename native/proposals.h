@@ -87,39 +87,39 @@ inline void gaussianTaps(double* __restrict out, const double* const* lo, const 
   }
 }
 
-// img: H*W*3 doubles, smoothed in place along axis 0 then axis 1 (scipy's order); tmp is
-// scratch of the same size.
-inline void gaussianSmooth(std::vector<double>& img, std::vector<double>& tmp, int W, int H, double sigma) {
+// img: H*W*3 doubles, smoothed in place along axis 0 then axis 1 (scipy's order), one row at
+// a time: axis 0 reads original rows y-r..y+r (or their reflections, never above y-r), so
+// output row y-r goes back into img once row y is done; r+1 rows wait in a ring meanwhile.
+inline void gaussianSmooth(std::vector<double>& img, int W, int H, double sigma) {
   if (!(sigma > 1e-15)) return;
   const std::vector<double> w = gaussianKernel(sigma);
   const long r = long(w.size() / 2);
   const double* fw = w.data() + r;
   const size_t rowLen = size_t(W) * 3;
-  tmp.resize(img.size());
-  std::vector<const double*> lo(r), hi(r);
-  for (int y = 0; y < H; ++y) {  // axis 0: whole rows at a time
-    for (long j = -r; j < 0; ++j) {
+  std::vector<double> ring(size_t(r + 1) * rowLen), line((W + 2 * r) * 3);
+  std::vector<const double*> lo(r), hi(r), llo(r), lhi(r);
+  for (long j = -r; j < 0; ++j) {
+    llo[j + r] = &line[size_t(r + j) * 3];
+    lhi[j + r] = &line[size_t(r - j) * 3];
+  }
+  double* mid = &line[size_t(r) * 3];
+  auto slot = [&](long y) { return &ring[size_t(y % (r + 1)) * rowLen]; };
+  for (long y = 0; y < H; ++y) {
+    for (long j = -r; j < 0; ++j) {  // axis 0 into the middle of the padded line
       lo[j + r] = &img[size_t(reflectIndex(y + j, H)) * rowLen];
       hi[j + r] = &img[size_t(reflectIndex(y - j, H)) * rowLen];
     }
-    gaussianTaps(&tmp[size_t(y) * rowLen], lo.data(), hi.data(), &img[size_t(y) * rowLen], fw, r, rowLen);
-  }
-  // axis 1: a copy of the row padded by reflection, then the same sums over shifted views
-  std::vector<double> line((W + 2 * r) * 3);
-  for (long j = -r; j < 0; ++j) {
-    lo[j + r] = &line[size_t(r + j) * 3];
-    hi[j + r] = &line[size_t(r - j) * 3];
-  }
-  for (int y = 0; y < H; ++y) {
-    const double* in = &tmp[size_t(y) * rowLen];
-    std::memcpy(&line[size_t(r) * 3], in, rowLen * sizeof(double));
-    for (long x = -r; x < W + r; x += (x == -1 ? W + 1 : 1)) {
-      const double* q = in + size_t(reflectIndex(x, W)) * 3;
+    gaussianTaps(mid, lo.data(), hi.data(), &img[size_t(y) * rowLen], fw, r, rowLen);
+    for (long x = -r; x < W + r; x += (x == -1 ? W + 1 : 1)) {  // reflected borders
+      const double* q = mid + size_t(reflectIndex(x, W)) * 3;
       double* d = &line[size_t(x + r) * 3];
       d[0] = q[0]; d[1] = q[1]; d[2] = q[2];
     }
-    gaussianTaps(&img[size_t(y) * rowLen], lo.data(), hi.data(), &line[size_t(r) * 3], fw, r, rowLen);
+    gaussianTaps(slot(y), llo.data(), lhi.data(), mid, fw, r, rowLen);  // axis 1
+    if (y >= r) std::memcpy(&img[size_t(y - r) * rowLen], slot(y - r), rowLen * sizeof(double));
   }
+  for (long y = std::max(0L, long(H) - r); y < H; ++y)
+    std::memcpy(&img[size_t(y) * rowLen], slot(y), rowLen * sizeof(double));
 }
 
 // ---------------------------------------------------------------- edge sorting
@@ -279,12 +279,12 @@ struct Workspace {
   std::vector<Edge> edges, tmp;
   std::vector<Node> nodes;
   std::vector<uint32_t> size;
-  std::vector<double> img, tmpImg;
+  std::vector<double> img;
   std::vector<uint8_t> smallPx, lbp;
   std::vector<int32_t> rootLabel;
   size_t bytes() const {
     return edges.capacity() * sizeof(Edge) + tmp.capacity() * sizeof(Edge) + nodes.capacity() * sizeof(Node) +
-           size.capacity() * 4 + (img.capacity() + tmpImg.capacity()) * 8 + smallPx.capacity() + lbp.capacity() + rootLabel.capacity() * 4;
+           size.capacity() * 4 + img.capacity() * 8 + smallPx.capacity() + lbp.capacity() + rootLabel.capacity() * 4;
   }
 };
 inline Workspace& workspace() {
@@ -293,7 +293,7 @@ inline Workspace& workspace() {
 }
 // Buffers of a very large image are released after it, so one outlier does not pin hundreds
 // of MB in every pool thread for the rest of a run.
-constexpr size_t kKeepWorkspaceBytes = size_t(192) << 20;
+constexpr size_t kKeepWorkspaceBytes = size_t(256) << 20;  // ~2.5 MP at ~95 B/px
 inline void trimWorkspace() {
   Workspace& ws = workspace();
   if (ws.bytes() > kKeepWorkspaceBytes) ws = Workspace();
@@ -308,7 +308,7 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
   img.resize(N * 3);
   const double inv = 1.0 / 255.0;  // img_as_float64: x * (1/255)
   for (size_t i = 0; i < N * 3; ++i) img[i] = double(rgb[i]) * inv;
-  gaussianSmooth(img, ws.tmpImg, W, H, sigma);
+  gaussianSmooth(img, W, H, sigma);
   const double scale = scaleIn / 255.0;
 
   // Edges in skimage's order: right, down, down-right, up-right; each raveled row-major.
