@@ -17,9 +17,9 @@ export interface SoCoNetworkOptions {
   depth: ResNetDepth;
   /** arch fpn only. false: no FPN, RoIAlign 7x7 on C5 (Table 4 ablation). */
   fpn: boolean;
-  /** false: no R-CNN head (no 4conv1fc for fpn, no res5 for c4): the RoI is average-pooled into the projector. */
+  /** Table 4 "Head". false: no R-CNN head (no 4conv1fc for fpn, no res5 for c4): the RoI is average-pooled into the projector. */
   head: boolean;
-  /** Pool each box on the level its size selects (paper); false: every box on `singleLevel`. */
+  /** Table 4 "Scale-aware assignment": pool each box on the level its size selects (paper); false: every box on `singleLevel`. */
   scaleAware: boolean;
   /** Level (0 = P2 ... 3 = P5) used for every box when scaleAware is false. */
   singleLevel: number;

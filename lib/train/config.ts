@@ -5,14 +5,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parse as parseYamlText } from 'yaml';
+import type { SoCoNetworkOptions } from '../model/encoder';
 
-export type Arch = 'fpn' | 'c4';
-export type Depth = 18 | 34 | 50 | 101;
 export type ProposalSource = 'selective-search' | 'random' | 'whole-image';
 export type Precision = 'auto' | 'fp32' | 'bf16' | 'fp16';
 export type LossNormalization = 'paper' | 'authors';
 
-export interface TrainConfig {
+/** The network's options (arch, depth and Table 4's fpn/head/scaleAware switches) are keys too. */
+export interface TrainConfig extends SoCoNetworkOptions {
   // ---- data and run ----
   /** Folder of training images (searched recursively). */
   images: string;
@@ -41,24 +41,7 @@ export interface TrainConfig {
   /** Total iterations of the run (schedules included); 0 = epochs x iterations per epoch. */
   maxIters: number;
 
-  // ---- model ----
-  arch: Arch;
-  depth: Depth;
-  /** Table 4 "FPN": pretrain with FPN (false: RoIAlign on C5). */
-  fpn: boolean;
-  /** Table 4 "Head": pretrain the 4conv1fc R-CNN head (false: pooled RoI feature straight into the projector). */
-  head: boolean;
-  /** Table 4 "Scale-aware assignment": pool each box on the FPN level its size selects (false: all on one level). */
-  scaleAware: boolean;
-  /** Level (0 = P2 ... 3 = P5) every box is pooled on when scaleAware is false. */
-  singleLevel: number;
-  /** Authors' code: pool every box on all four levels and mask the loss (4x head work). */
-  poolAllLevels: boolean;
-  /** FPN level thresholds on sqrt(w*h) in view pixels: P2 <= t0 < P3 <= t1 < P4 <= t2 < P5. */
-  levelThresholds: [number, number, number];
-  projectorHidden: number;
-  predictorHidden: number;
-  embedDim: number;
+  // ---- model (plus the SoCoNetworkOptions it extends) ----
   /** Synchronized BatchNorm across processes (multi-GPU only). */
   syncBN: boolean;
 
@@ -107,6 +90,15 @@ export interface TrainConfig {
   /** Table 5(d): initial target momentum (cosine to 1). */
   tau0: number;
   lossNormalization: LossNormalization;
+}
+
+/** The network part of a configuration (fpn applies to arch fpn only). */
+export function networkOptions(c: TrainConfig): Partial<SoCoNetworkOptions> {
+  return {
+    arch: c.arch, depth: c.depth, fpn: c.arch === 'fpn' ? c.fpn : undefined, head: c.head, scaleAware: c.scaleAware,
+    singleLevel: c.singleLevel, poolAllLevels: c.poolAllLevels, levelThresholds: c.levelThresholds,
+    projectorHidden: c.projectorHidden, predictorHidden: c.predictorHidden, embedDim: c.embedDim,
+  };
 }
 
 type Kind = 'string' | 'int' | 'number' | 'bool' | 'pair' | 'triple' | readonly string[] | readonly number[];

@@ -11,7 +11,7 @@ import { Tensor, cat, noGrad, normalize, tidy } from '../torch';
 import { SoCoNetwork, SoCoNetworkOptions } from '../model';
 import { SoCoLoader, disposeBatch } from '../data/loader';
 import { PAPER_GEOMETRY } from '../data/views_geometry';
-import { TrainConfig, DEFAULT_CONFIG } from './config';
+import { TrainConfig, DEFAULT_CONFIG, networkOptions } from './config';
 import { listImageFiles, openProposals } from './data_source';
 
 export interface RetrievalOptions {
@@ -71,15 +71,6 @@ export interface RetrievalResult {
   chanceImage: number;
 }
 
-function networkOptions(c: Partial<TrainConfig>): Partial<SoCoNetworkOptions> {
-  const m = { ...DEFAULT_CONFIG, ...c };
-  return {
-    arch: m.arch, depth: m.depth, fpn: m.arch === 'fpn' ? m.fpn : undefined, head: m.head, scaleAware: m.scaleAware,
-    singleLevel: m.singleLevel, poolAllLevels: m.poolAllLevels, levelThresholds: m.levelThresholds,
-    projectorHidden: m.projectorHidden, predictorHidden: m.predictorHidden, embedDim: m.embedDim,
-  };
-}
-
 /** The online network of a soco-train checkpoint (and the config it was trained with). */
 export function loadOnlineNetwork(file: string): { net: SoCoNetwork; config: Partial<TrainConfig> } {
   if (!fs.existsSync(file)) throw new Error(`--checkpoint ${file}: no such file`);
@@ -88,7 +79,7 @@ export function loadOnlineNetwork(file: string): { net: SoCoNetwork; config: Par
     if (st.format !== 'soco-train checkpoint 1' || typeof st.config !== 'string')
       throw new Error(`--checkpoint ${file} is not a soco-train training checkpoint`);
     const config = JSON.parse(st.config) as Partial<TrainConfig>;
-    const net = new SoCoNetwork(networkOptions(config));
+    const net = new SoCoNetwork(networkOptions({ ...DEFAULT_CONFIG, ...config }));
     const sd: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(st.online as Record<string, Tensor>)) if (k.startsWith('online.')) sd[k.slice(7)] = v;
     net.loadStateDict(sd);
@@ -142,7 +133,7 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
   let pretrained: SoCoNetwork | null = null;
   let config: Partial<TrainConfig> = {};
   if (o.checkpoint) ({ net: pretrained, config } = loadOnlineNetwork(o.checkpoint));
-  const opts = o.checkpoint ? networkOptions(config) : { ...networkOptions({}), ...o.network };
+  const opts = o.checkpoint ? networkOptions({ ...DEFAULT_CONFIG, ...config }) : { ...networkOptions(DEFAULT_CONFIG), ...o.network };
   // The baseline: the same architecture at its initialisation, seeded.
   torch.manualSeed(seed);
   const random = new SoCoNetwork(opts);

@@ -19,7 +19,7 @@ import * as torch from '../torch';
 import type { Saveable } from '../torch/serialize';
 import { SoCoModel, SoCoView, exportDetectron2, detectron2Yaml } from '../model';
 import { LARS } from './lars';
-import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources } from './config';
+import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources, networkOptions } from './config';
 import { lrAt, tauAt, scaledLr, LrSchedule, checkLrSchedule } from './schedules';
 import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, residentMiB } from './metrics';
 import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './checkpoint';
@@ -212,11 +212,7 @@ export class SoCoTrainer extends EventEmitter {
       minLr: c.minLr,
     };
     checkLrSchedule(this.schedule);
-    const model = new SoCoModel({
-      arch: c.arch, depth: c.depth, fpn: c.arch === 'fpn' ? c.fpn : undefined, head: c.head, scaleAware: c.scaleAware,
-      singleLevel: c.singleLevel, poolAllLevels: c.poolAllLevels, levelThresholds: c.levelThresholds,
-      projectorHidden: c.projectorHidden, predictorHidden: c.predictorHidden, embedDim: c.embedDim,
-    });
+    const model = new SoCoModel(networkOptions(c));
     if (this.device !== 'cpu') model.to(this.device);
     model.train();
     this.model = model;
