@@ -7,6 +7,7 @@ import * as path from 'path';
 import * as zlib from 'zlib';
 import { decodeImage, isImageDecodeError, readImageSize } from '../data/image';
 import { listImageFiles } from '../data/image_files';
+import { Rng } from '../data/views_geometry';
 import {
   ProposalRecord, ProposalStore, ProposalStoreWriter, RecordStatus, readAuthorsJson, writeAuthorsJson,
 } from '../data/proposal_store';
@@ -239,17 +240,6 @@ export function encodePng(rgb: Uint8Array, width: number, height: number): Buffe
     chunk('IDAT', zlib.deflateSync(raw, { level: 6 })), chunk('IEND', Buffer.alloc(0))]);
 }
 
-function rng(seed: number): () => number {  // mulberry32
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const PALETTE = [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]];
 
 function drawRect(img: Uint8Array, W: number, H: number, b: ArrayLike<number>, c: number[], t = 2): void {
@@ -293,7 +283,7 @@ export async function show(o: { store: string; images: string; n: number; outDir
     const ok: string[] = [];
     const perImage: number[] = [];
     const sizes: number[] = [];
-    const SAMPLE = 1_000_000, sampler = rng(o.seed + 1);
+    const SAMPLE = 1_000_000, sampler = new Rng(o.seed + 1);
     let seenBoxes = 0;
     for (const r of store.entries()) {
       if (r.status !== RecordStatus.Ok) continue;
@@ -304,13 +294,13 @@ export async function show(o: { store: string; images: string; n: number; outDir
         const v = Math.sqrt((r.boxes[i + 2] - r.boxes[i]) * (r.boxes[i + 3] - r.boxes[i + 1]));
         seenBoxes++;
         if (sizes.length < SAMPLE) sizes.push(v);
-        else { const j = Math.floor(sampler() * seenBoxes); if (j < SAMPLE) sizes[j] = v; }
+        else { const j = Math.floor(sampler.next() * seenBoxes); if (j < SAMPLE) sizes[j] = v; }
       }
     }
     fs.mkdirSync(o.outDir, { recursive: true });
-    const rand = rng(o.seed);
+    const rand = new Rng(o.seed);
     const pick = [...ok];
-    for (let i = pick.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [pick[i], pick[j]] = [pick[j], pick[i]]; }
+    for (let i = pick.length - 1; i > 0; i--) { const j = rand.int(i + 1); [pick[i], pick[j]] = [pick[j], pick[i]]; }
     for (const key of pick.slice(0, o.n)) {
       const rec = store.get(key) as ProposalRecord;
       let img;
@@ -319,7 +309,7 @@ export async function show(o: { store: string; images: string; n: number; outDir
         continue;
       }
       const idx = Array.from({ length: rec.boxes.length / 4 }, (_, i) => i);
-      for (let i = idx.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [idx[i], idx[j]] = [idx[j], idx[i]]; }
+      for (let i = idx.length - 1; i > 0; i--) { const j = rand.int(i + 1); [idx[i], idx[j]] = [idx[j], idx[i]]; }
       const data = new Uint8Array(img.data);
       idx.slice(0, o.boxes).forEach((bi, k) => drawRect(data, img.width, img.height, rec.boxes.subarray(bi * 4, bi * 4 + 4), PALETTE[k % PALETTE.length]));
       const f = path.join(o.outDir, `${key.replace(/[\\/]/g, '__')}.png`);
