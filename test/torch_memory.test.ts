@@ -58,6 +58,19 @@ function gcNow(): () => void {
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/** Collects garbage until `done()` or, failing that, until the live-tensor count has not moved for
+ * five polls. V8 posts FinalizationRegistry cleanup as a platform task that Node runs when it gets
+ * to it, so this polls on timers (up to ~5 s) rather than counting turns. */
+async function collect(gc: () => void, done: () => boolean): Promise<void> {
+  for (let i = 0, still = 0, last = -1; i < 100 && !done() && still < 5; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 50));
+    const n = torch.liveTensors();
+    still = n === last ? still + 1 : 0;
+    last = n;
+  }
+}
+
 describe('torch memory', function () {
   this.timeout(120000);
 
@@ -199,16 +212,14 @@ describe('torch memory', function () {
     for (const v of views) v.dispose();
     assert.ok(Math.abs(mib(native.externalMemory() - ext0)) <= 1, 'and of its release on dispose');
 
+    // Earlier tests' dropped wrappers may still be awaiting collection: let them go first, so that
+    // only this test's tensors move the count.
+    await collect(gc, () => false);
     const live0 = torch.liveTensors();
     (() => { for (let i = 0; i < 1000; i++) torch.ones([4]); })();
     assert.equal(torch.liveTensors(), live0 + 1000);
     await tick();  // the backstop is armed at the end of the job that created them
-    // V8 posts FinalizationRegistry cleanup as a platform task that Node runs when it gets to it,
-    // so poll on timers (up to ~5 s) rather than a fixed number of turns.
-    for (let i = 0; i < 100 && torch.liveTensors() > live0; i++) {
-      gc();
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await collect(gc, () => torch.liveTensors() <= live0);
     assert.equal(torch.liveTensors(), live0, 'collected wrappers free their handles');
   });
 });
