@@ -26,10 +26,12 @@
 #include <cstring>
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -868,6 +870,43 @@ void AugmentBatch(float* data, int count, int h, int w, const double* params,
 
 #ifndef SOCO_IMAGE_CORE_ONLY
 
+namespace soco_image {
+
+// Decoded pixel buffers that JS holds (decodeImage's `data`), by address: a tensor made from one
+// shares it instead of copying it (native/tensor.cc fromDecoded, lib/data/views.ts rgbTensor).
+// Every owner holds a shared_ptr (the ArrayBuffer, each tensor); the last one to let go, on any
+// thread, unregisters the address before the memory is freed, so an address in the map is
+// always the live buffer that was registered under it.
+namespace {
+std::mutex pixels_mutex;
+std::unordered_map<const void*, std::weak_ptr<Bytes>> pixels;
+}  // namespace
+
+std::shared_ptr<Bytes> RegisterPixels(Bytes&& rgb) {
+  std::shared_ptr<Bytes> p(new Bytes(std::move(rgb)), [](Bytes* b) {
+    {
+      std::lock_guard<std::mutex> lock(pixels_mutex);
+      pixels.erase(b->data());
+    }
+    delete b;
+  });
+  std::lock_guard<std::mutex> lock(pixels_mutex);
+  pixels[p->data()] = p;
+  return p;
+}
+
+// The decoded buffer that starts at `data` and holds exactly `bytes`, shared, or null.
+std::shared_ptr<void> SharedPixels(const void* data, size_t bytes) {
+  std::lock_guard<std::mutex> lock(pixels_mutex);
+  auto it = pixels.find(data);
+  if (it == pixels.end()) return nullptr;
+  std::shared_ptr<Bytes> p = it->second.lock();
+  if (!p || p->size() != bytes) return nullptr;
+  return p;
+}
+
+}  // namespace soco_image
+
 namespace {
 
 using namespace soco_image;
@@ -921,17 +960,19 @@ class DecodeWorker : public Napi::AsyncWorker {
     deferred_.Resolve(r);
   }
 
-  // The decoded pixels handed to JS without a copy (the ArrayBuffer owns them and frees them
-  // when collected); runtimes that refuse external buffers (Electron) get a V8-owned copy.
+  // The decoded pixels handed to JS without a copy (the ArrayBuffer shares them and drops its
+  // share when collected) and registered, so that a tensor can share them too (SharedPixels);
+  // runtimes that refuse external buffers (Electron) get a V8-owned copy.
   Napi::ArrayBuffer PixelBuffer(Napi::Env env) {
-    auto* owned = new Bytes(std::move(image_.rgb));
+    if (image_.rgb.empty()) return Napi::ArrayBuffer::New(env, 0);
+    auto* owned = new std::shared_ptr<Bytes>(RegisterPixels(std::move(image_.rgb)));
     napi_value ab;
     const napi_status st = napi_create_external_arraybuffer(
-        env, owned->data(), owned->size(),
-        [](napi_env, void*, void* hint) { delete static_cast<Bytes*>(hint); }, owned, &ab);
+        env, (*owned)->data(), (*owned)->size(),
+        [](napi_env, void*, void* hint) { delete static_cast<std::shared_ptr<Bytes>*>(hint); }, owned, &ab);
     if (st == napi_ok) return Napi::ArrayBuffer(env, ab);
-    Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env, owned->size());
-    std::memcpy(copy.Data(), owned->data(), owned->size());
+    Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env, (*owned)->size());
+    std::memcpy(copy.Data(), (*owned)->data(), (*owned)->size());
     delete owned;
     return copy;
   }

@@ -14,6 +14,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>
@@ -24,6 +25,10 @@
 #include <cstring>
 #include <sstream>
 #include <unordered_map>
+
+namespace soco_image {
+std::shared_ptr<void> SharedPixels(const void* data, size_t bytes);  // native/image.cc
+}
 
 namespace soco {
 namespace {
@@ -497,6 +502,35 @@ Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
     auto* p = static_cast<uint8_t*>(t.data_ptr());
     for (uint64_t i = 0; i < numel; i++) p[i] = p[i] != 0;
   }
+  return Napi::Number::New(env, Tensors(env).Put(env, std::move(t)));
+}
+
+// fromDecoded(uint8Array, shape) -> handle of a uint8 CPU tensor over a decoded image's pixels
+// (decodeImage's `data`, native/image.cc): it shares their memory instead of copying it, and
+// keeps it alive as long as it lives. Any other Uint8Array (or a view of part of one) is copied,
+// as fromBuffer does.
+Napi::Value FromDecoded(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "fromDecoded";
+  if (info.Length() < 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    ThrowTorchError(env, op, std::string("data must be a Uint8Array, got ") + JsTypeName(info[0]));
+  auto arr = info[0].As<Napi::Uint8Array>();
+  std::vector<int64_t> shape = ShapeArg(env, info[1], op);
+  uint64_t numel = 1;
+  bool overflow = false;
+  for (auto s : shape) overflow |= __builtin_mul_overflow(numel, uint64_t(s), &numel);
+  if (overflow || numel != arr.ByteLength())
+    ThrowTorchError(env, op, "shape [" + c10::Join(",", shape) + "] does not match the data's " +
+                                 std::to_string(arr.ByteLength()) + " elements");
+  auto* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  std::shared_ptr<void> owner = numel > 0 ? soco_image::SharedPixels(src, numel) : nullptr;
+  at::Tensor t = Guard(env, op, [&] {
+    const auto opts = at::TensorOptions().dtype(at::kByte);
+    if (owner) return at::from_blob(src, shape, [owner](void*) mutable { owner.reset(); }, opts);
+    at::Tensor c = at::empty(shape, opts);
+    if (numel > 0) std::memcpy(c.data_ptr(), src, numel);
+    return c;
+  });
   return Napi::Number::New(env, Tensors(env).Put(env, std::move(t)));
 }
 
@@ -1003,6 +1037,7 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
   fn("call", Call);
   fn("hasOp", HasOp);
   fn("fromBuffer", FromBuffer);
+  fn("fromDecoded", FromDecoded);
   fn("toBuffer", ToBuffer);
   fn("item", Item);
   fn("meta", Meta);

@@ -5,6 +5,8 @@
 // torchvision). Flips are not applied here: the augmentation applies them, with the flags the
 // geometry drew, so the boxes (already flipped by the geometry) and the pixels agree.
 import { Tensor, interpolate, stack, tensor, tidy } from '../torch';
+import { native } from '../torch/native';
+import { w } from '../torch/tensor';
 import { ImageViews, ViewGeometry } from './views_geometry';
 
 /** Decoded RGB images as the loader hands them over. */
@@ -37,11 +39,15 @@ export function stackRgb(images: readonly RgbImage[], pin = false): Tensor {
   return pinned;
 }
 
-/** One RGB image as a uint8 [H, W, 3] CPU tensor. */
+/**
+ * One RGB image as a uint8 [H, W, 3] CPU tensor. Pixels straight from decodeImage are shared, not
+ * copied (the tensor keeps the decoder's buffer alive): write to neither afterwards. Other arrays
+ * are copied.
+ */
 export function rgbTensor(im: RgbImage, pin = false): Tensor {
   if (im.data.length !== im.width * im.height * 3)
     throw new RangeError(`rgbTensor: ${im.data.length} bytes for ${im.width}x${im.height} RGB`);
-  const t = tensor(im.data, { shape: [im.height, im.width, 3] });
+  const t = w(native.fromDecoded(im.data, [im.height, im.width, 3]));
   if (!pin) return t;
   const pinned = t.pinMemory();
   t.dispose();
