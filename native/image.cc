@@ -38,6 +38,7 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <zlib.h>
 #include <webp/decode.h>
 
 #ifndef SOCO_IMAGE_CORE_ONLY
@@ -408,7 +409,176 @@ bool RunPng(PngJob* j) {
   return true;
 }
 
+// Fast path for the PNGs photo sets hold (8-bit gray, gray+alpha, RGB, RGBA; not interlaced):
+// the IDAT stream inflated in one call from the file's bytes, rows unfiltered branch-free straight
+// into the RGB output. libpng's row-by-row read costs a copy of the compressed data, a copy of
+// every row and per-byte branchy Paeth/Average filters (Debian builds it without its SSE ones).
+// Checks the CRCs of IHDR and the other critical chunks before IDAT, IHDR's fields, the filter
+// types and the zlib stream to its end with its Adler-32 (which catches damaged image data; the
+// IDAT CRCs are not computed, as PIL does not), and returns false, having thrown nothing, on any
+// other layout or any irregularity: DecodePng then runs libpng (which does check IDAT CRCs and,
+// by default, lets a bad Adler-32 pass), which decodes the file or words the error.
+inline uint32_t Be32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+inline int PaethPredict(int a, int b, int c) {  // the PNG spec's order of ties, without branches
+  const int pa = std::abs(b - c), pb = std::abs(a - c), pc = std::abs(a + b - 2 * c);
+  const int bc = pb <= pc ? b : c;
+  return pa <= pb && pa <= pc ? a : bc;
+}
+
+// One row of `n` bytes: out = unfilter(in) given the previous unfiltered row (zeros for the
+// first). out may be in (in place), never prev.
+template <int B>
+void UnfilterRow(int type, const uint8_t* in, uint8_t* out, const uint8_t* prev, size_t n) {
+  switch (type) {
+    case 0:
+      if (out != in) std::memcpy(out, in, n);
+      break;
+    case 1:
+      for (size_t i = 0; i < size_t(B) && i < n; i++) out[i] = in[i];
+      for (size_t i = B; i < n; i++) out[i] = uint8_t(in[i] + out[i - B]);
+      break;
+    case 2:
+      for (size_t i = 0; i < n; i++) out[i] = uint8_t(in[i] + prev[i]);
+      break;
+    case 3:
+      for (size_t i = 0; i < size_t(B) && i < n; i++) out[i] = uint8_t(in[i] + (prev[i] >> 1));
+      for (size_t i = B; i < n; i++) out[i] = uint8_t(in[i] + ((out[i - B] + prev[i]) >> 1));
+      break;
+    default:  // 4, Paeth; left and upper-left are 0 in the first pixel: the prediction is up
+      for (size_t i = 0; i < size_t(B) && i < n; i++) out[i] = uint8_t(in[i] + prev[i]);
+      for (size_t i = B; i < n; i++) out[i] = uint8_t(in[i] + PaethPredict(out[i - B], prev[i], prev[i - B]));
+      break;
+  }
+}
+
+void UnfilterRowAny(int bpp, int type, const uint8_t* in, uint8_t* out, const uint8_t* prev, size_t n) {
+  switch (bpp) {
+    case 1: UnfilterRow<1>(type, in, out, prev, n); break;
+    case 2: UnfilterRow<2>(type, in, out, prev, n); break;
+    case 3: UnfilterRow<3>(type, in, out, prev, n); break;
+    default: UnfilterRow<4>(type, in, out, prev, n); break;
+  }
+}
+
+bool DecodePngFast(const uint8_t* d, size_t n, Image& im) {
+  // Signature (checked by Sniff), then IHDR.
+  if (n < 8 + 12 + 13 || Be32(d + 8) != 13 || std::memcmp(d + 12, "IHDR", 4) != 0) return false;
+  if (uint32_t(crc32(0, d + 12, 17)) != Be32(d + 29)) return false;
+  const uint8_t* h = d + 16;
+  const uint32_t w = Be32(h), ht = Be32(h + 4);
+  const int depth = h[8], ct = h[9];
+  if (w == 0 || ht == 0 || w > 1000000 || ht > 1000000) return false;  // libpng's default limits
+  if (depth != 8 || (ct != 0 && ct != 2 && ct != 4 && ct != 6) || h[10] != 0 || h[11] != 0 || h[12] != 0)
+    return false;
+  const int ch = ct == 0 ? 1 : ct == 2 ? 3 : ct == 4 ? 2 : 4;
+  CheckSize(w, ht);
+  const size_t rowbytes = size_t(w) * ch, stride = rowbytes + 1;
+
+  // Chunks up to the first IDAT: critical ones must be known and intact, ancillary ones are
+  // skipped (libpng discards a damaged one with a warning: nothing that changes the pixels here).
+  size_t pos = 8 + 12 + 13;
+  auto chunk = [&](size_t at, uint32_t* len) {
+    if (at > n || n - at < 12) return false;
+    *len = Be32(d + at);
+    return *len <= 0x7fffffffu && n - at - 12 >= *len;
+  };
+  uint32_t len = 0;
+  for (;;) {
+    if (!chunk(pos, &len)) return false;
+    const uint8_t* type = d + pos + 4;
+    if (std::memcmp(type, "IDAT", 4) == 0) break;
+    if (std::memcmp(type, "IEND", 4) == 0) return false;
+    if (!(type[0] & 0x20)) {  // critical
+      if (std::memcmp(type, "PLTE", 4) != 0) return false;
+      if (uint32_t(crc32(0, type, len + 4)) != Be32(type + 4 + len)) return false;
+    }
+    pos += 12 + size_t(len);
+  }
+
+  const size_t total = stride * ht;
+  if (total > 0xffffffffu) return false;
+  Bytes raw(total);
+  struct Inflater {
+    z_stream zs{};
+    bool live = false;
+    ~Inflater() { if (live) inflateEnd(&zs); }
+  } z;
+  if (inflateInit(&z.zs) != Z_OK) return false;
+  z.live = true;
+  z.zs.next_out = raw.data();
+  z.zs.avail_out = uInt(total);
+  // The IDAT chunks in a row. Once the image is complete the stream must end (zlib checks the
+  // Adler-32 there) without a byte more of image data, as libpng's read requires; a one-byte
+  // spare output catches that byte.
+  uint8_t spare[1];
+  bool filled = false, ended = false;
+  while (!ended) {
+    if (!chunk(pos, &len) || std::memcmp(d + pos + 4, "IDAT", 4) != 0) return false;
+    z.zs.next_in = const_cast<Bytef*>(d + pos + 8);
+    z.zs.avail_in = uInt(len);
+    for (;;) {
+      if (z.zs.avail_out == 0) {
+        if (filled) return false;
+        filled = true;
+        z.zs.next_out = spare;
+        z.zs.avail_out = 1;
+      }
+      const int r = inflate(&z.zs, Z_NO_FLUSH);
+      if (r == Z_STREAM_END) {
+        ended = true;
+        break;
+      }
+      if (r == Z_BUF_ERROR || (r == Z_OK && z.zs.avail_in == 0 && z.zs.avail_out > 0)) {
+        if (z.zs.avail_in != 0) return false;
+        break;  // the next chunk
+      }
+      if (r != Z_OK) return false;
+    }
+    pos += 12 + size_t(len);
+  }
+  if (filled ? z.zs.avail_out != 1 : z.zs.avail_out != 0) return false;  // too much or too little
+
+  im.width = int(w);
+  im.height = int(ht);
+  im.rgb.resize(rowbytes / ch * 3 * ht);
+  std::vector<uint8_t> zeros(rowbytes, 0);
+  const uint8_t* prev = zeros.data();
+  for (uint32_t y = 0; y < ht; y++) {
+    uint8_t* row = &raw[y * stride];
+    const int type = row[0];
+    if (type > 4) return false;
+    uint8_t* rgb = &im.rgb[size_t(y) * w * 3];
+    if (ch == 3) {  // straight into the output, the previous output row as the prior row
+      UnfilterRowAny(3, type, row + 1, rgb, prev, rowbytes);
+      prev = rgb;
+      continue;
+    }
+    UnfilterRowAny(ch, type, row + 1, row + 1, prev, rowbytes);
+    prev = row + 1;
+    const uint8_t* s = row + 1;
+    if (ch == 1) {  // one 4-byte store a pixel, each overlapping the next pixel's first byte
+      uint32_t x = 0;
+      for (; x + 1 < w; x++, rgb += 3) {
+        const uint32_t g = s[x] * 0x00010101u;
+        std::memcpy(rgb, &g, 4);
+      }
+      rgb[0] = rgb[1] = rgb[2] = s[x];
+    } else if (ch == 2) {  // gray + alpha: the alpha is dropped, as PIL does
+      for (uint32_t x = 0; x < w; x++, rgb += 3, s += 2) rgb[0] = rgb[1] = rgb[2] = s[0];
+    } else {
+      for (uint32_t x = 0; x < w; x++, rgb += 3, s += 4) std::memcpy(rgb, s, 3);
+    }
+  }
+  im.originalWidth = int(w);
+  im.originalHeight = int(ht);
+  return true;
+}
+
 void DecodePng(const uint8_t* d, size_t n, const Options& opt, Image& im) {
+  if (!opt.headerOnly && DecodePngFast(d, n, im)) return;
   PngJob job{};
   job.data = d;
   job.size = n;
