@@ -87,39 +87,61 @@ inline void gaussianTaps(double* __restrict out, const double* const* lo, const 
   }
 }
 
-// img: H*W*3 doubles, smoothed in place along axis 0 then axis 1 (scipy's order), one row at
-// a time: axis 0 reads original rows y-r..y+r (or their reflections, never above y-r), so
-// output row y-r goes back into img once row y is done; r+1 rows wait in a ring meanwhile.
-inline void gaussianSmooth(std::vector<double>& img, int W, int H, double sigma) {
-  if (!(sigma > 1e-15)) return;
+// rgb (0..255) as img_as_float64 (x * (1/255)), smoothed along axis 0 then axis 1 (scipy's
+// order), one row at a time: emit(y, row) gets smoothed row y (W*3 doubles), and row y - 1
+// stays valid meanwhile. Input rows are converted once into a ring of 2r+1 rows (axis 0 of row
+// y reads rows y-r..y+r or their reflections, all inside that window), so no image-sized
+// buffer is needed. buf: scratch, reused across images.
+template <class Emit>
+inline void smoothRows(const uint8_t* rgb, int W, int H, double sigma, std::vector<double>& buf, Emit&& emit) {
+  const size_t rowLen = size_t(W) * 3;
+  const double inv = 1.0 / 255.0;
+  auto convert = [&](long y, double* __restrict d) {
+    const uint8_t* __restrict src = rgb + size_t(y) * rowLen;
+    for (size_t k = 0; k < rowLen; ++k) d[k] = double(src[k]) * inv;
+  };
+  if (!(sigma > 1e-15)) {
+    buf.resize(2 * rowLen);
+    for (long y = 0; y < H; ++y) {
+      double* o = &buf[size_t(y & 1) * rowLen];
+      convert(y, o);
+      emit(y, static_cast<const double*>(o));
+    }
+    return;
+  }
   const std::vector<double> w = gaussianKernel(sigma);
   const long r = long(w.size() / 2);
   const double* fw = w.data() + r;
-  const size_t rowLen = size_t(W) * 3;
-  std::vector<double> ring(size_t(r + 1) * rowLen), line((W + 2 * r) * 3);
+  const long ringRows = 2 * r + 1;
+  buf.resize(size_t(ringRows) * rowLen + size_t(W + 2 * r) * 3 + 2 * rowLen);
+  double* ring = buf.data();
+  double* line = ring + size_t(ringRows) * rowLen;
+  double* outRows = line + size_t(W + 2 * r) * 3;
+  auto in = [&](long y) { return ring + size_t(y % ringRows) * rowLen; };
   std::vector<const double*> lo(r), hi(r), llo(r), lhi(r);
   for (long j = -r; j < 0; ++j) {
     llo[j + r] = &line[size_t(r + j) * 3];
     lhi[j + r] = &line[size_t(r - j) * 3];
   }
   double* mid = &line[size_t(r) * 3];
-  auto slot = [&](long y) { return &ring[size_t(y % (r + 1)) * rowLen]; };
+  long converted = 0;
   for (long y = 0; y < H; ++y) {
+    for (const long need = std::min<long>(H - 1, y + r); converted <= need; ++converted)
+      convert(converted, in(converted));  // overwrites row converted - 2r - 1, no longer read
     for (long j = -r; j < 0; ++j) {  // axis 0 into the middle of the padded line
-      lo[j + r] = &img[size_t(reflectIndex(y + j, H)) * rowLen];
-      hi[j + r] = &img[size_t(reflectIndex(y - j, H)) * rowLen];
+      lo[j + r] = in(reflectIndex(y + j, H));
+      hi[j + r] = in(reflectIndex(y - j, H));
     }
-    gaussianTaps(mid, lo.data(), hi.data(), &img[size_t(y) * rowLen], fw, r, rowLen);
+    gaussianTaps(mid, lo.data(), hi.data(), in(y), fw, r, rowLen);
     for (long x = -r; x < W + r; x += (x == -1 ? W + 1 : 1)) {  // reflected borders
       const double* q = mid + size_t(reflectIndex(x, W)) * 3;
       double* d = &line[size_t(x + r) * 3];
       d[0] = q[0]; d[1] = q[1]; d[2] = q[2];
     }
-    gaussianTaps(slot(y), llo.data(), lhi.data(), mid, fw, r, rowLen);  // axis 1
-    if (y >= r) std::memcpy(&img[size_t(y - r) * rowLen], slot(y - r), rowLen * sizeof(double));
+    double* o = outRows + size_t(y & 1) * rowLen;
+    gaussianTaps(o, llo.data(), lhi.data(), mid, fw, r, rowLen);  // axis 1
+    emit(y, static_cast<const double*>(o));
   }
-  for (long y = std::max(0L, long(H) - r); y < H; ++y)
-    std::memcpy(&img[size_t(y) * rowLen], slot(y), rowLen * sizeof(double));
 }
 
 // ---------------------------------------------------------------- edge sorting
@@ -214,44 +236,55 @@ static_assert(sizeof(Edge) == 12, "Edge must pack to 12 bytes");
 
 inline uint64_t doubleBits(double c) { uint64_t k; std::memcpy(&k, &c, 8); return k; }
 
-// 12-bit bucket of a squared edge length, monotonic in it: 6 bits of exponent (2^-60 .. 2^3;
-// smaller values, zero included, share bucket 0) and the top 6 mantissa bits. Bucketing by d^2
-// orders by d = sqrt(d^2) too (sqrt is correctly rounded, hence monotonic).
+// 12-bit bucket of an edge cost (0 <= cost <= sqrt(3)), monotonic in it: 5 bits of exponent
+// (2^-31 .. 2^1; smaller costs, zero included, share bucket 0) and the top 7 mantissa bits.
 constexpr int kBucketBits = 12;
-inline uint32_t sqBucket(double d2) {
-  const uint64_t k = doubleBits(d2);
-  const int e = int(k >> 52) - (1023 - 60) + 1;
-  if (e <= 0) return 0u;
-  if (e > 63) return (1u << kBucketBits) - 1u;
-  return (uint32_t(e) << 6) | uint32_t((k >> 46) & 0x3f);
+inline uint32_t costBucket(double c) {
+  const uint64_t k = doubleBits(c);
+  const int e = int(k >> 52) - (1023 - 31);
+  const uint32_t v = (uint32_t(e) << 7) | uint32_t((k >> 45) & 0x7f);
+  const uint32_t top = (1u << kBucketBits) - 1u;
+  return e <= 0 ? 0u : (e > 31 ? top : v);  // selects, not branches: zero and non-zero mix
 }
 
 // Stable sort of a[0, m) by cost (a is in code order, so the result is in (cost, code) order).
-// MSD counting passes on the bit patterns (monotonic for costs >= 0) relative to the range's
-// minimum, 11 bits at a time, in tmp; short runs by insertion.
-inline void sortByCost(Edge* a, size_t m, Edge* tmp) {
-  if (m <= 24) {
-    for (size_t i = 1; i < m; ++i) {
-      const Edge x = a[i];
-      size_t j = i;
-      while (j > 0 && x.cost < a[j - 1].cost) { a[j] = a[j - 1]; --j; }
-      a[j] = x;
-    }
-    return;
+// One MSD counting pass on the bit patterns (monotonic for costs >= 0) relative to the range's
+// minimum, with about 2m bins (so most bins hold 0 or 1 edge and the insertion pass below
+// rarely mispredicts), then big bins recursively and
+// one insertion pass over the whole range for the small ones (elements of different bins are
+// already in order, so it only moves edges within a bin).
+inline void insertionByCost(Edge* a, size_t m) {
+  for (size_t i = 1; i < m; ++i) {
+    if (!(a[i].cost < a[i - 1].cost)) continue;
+    const Edge x = a[i];
+    size_t j = i;
+    do { a[j] = a[j - 1]; --j; } while (j > 0 && x.cost < a[j - 1].cost);
+    a[j] = x;
   }
+}
+constexpr size_t kMaxSortBins = 32768;
+constexpr int kSortDepths = 6;
+// counts: kSortDepths * (kMaxSortBins + 1) scratch counters, one row per recursion depth
+inline void sortByCost(Edge* a, size_t m, Edge* tmp, uint32_t* counts, int depth = 0) {
+  if (m <= 32) return insertionByCost(a, m);
   uint64_t lo = ~uint64_t(0), hi = 0;
   bool sorted = true;
   for (size_t i = 0; i < m; ++i) {
     const uint64_t b = doubleBits(a[i].cost);
     lo = std::min(lo, b);
     hi = std::max(hi, b);
-    if (i && a[i].cost < a[i - 1].cost) sorted = false;
+    sorted &= !(i && a[i].cost < a[i - 1].cost);
   }
   if (sorted) return;  // includes runs of equal costs (flat image areas)
+  if (depth >= kSortDepths) {  // only for pathological cost distributions
+    std::stable_sort(a, a + m, [](const Edge& x, const Edge& y) { return x.cost < y.cost; });
+    return;
+  }
+  const size_t want = std::min(kMaxSortBins, 2 * m);
   int shift = 0;
-  while (((hi - lo) >> shift) >= 2048) ++shift;
+  while (((hi - lo) >> shift) >= want) ++shift;
   const size_t nb = size_t((hi - lo) >> shift) + 1;
-  uint32_t count[2049];
+  uint32_t* count = counts + size_t(depth) * (kMaxSortBins + 1);
   std::memset(count, 0, sizeof(uint32_t) * (nb + 1));
   auto key = [&](const Edge& e) { return uint32_t((doubleBits(e.cost) - lo) >> shift); };
   for (size_t i = 0; i < m; ++i) ++count[key(a[i]) + 1];
@@ -259,13 +292,10 @@ inline void sortByCost(Edge* a, size_t m, Edge* tmp) {
   for (size_t i = 0; i < m; ++i) tmp[count[key(a[i])]++] = a[i];
   std::memcpy(static_cast<void*>(a), tmp, m * sizeof(Edge));
   if (shift == 0) return;  // keys were exact
-  for (size_t i = 0; i < m;) {
-    size_t j = i + 1;
-    const uint32_t k = key(a[i]);
-    while (j < m && key(a[j]) == k) ++j;
-    if (j - i > 1) sortByCost(a + i, j - i, tmp);
-    i = j;
-  }
+  // count[b] is now the end of bin b
+  for (size_t b = 0, s = 0; b < nb; s = count[b++])
+    if (count[b] - s > 32) sortByCost(a + s, count[b] - s, tmp, counts, depth + 1);
+  insertionByCost(a, m);
 }
 
 // ---------------------------------------------------------------- Felzenszwalb (skimage 0.19)
@@ -279,12 +309,15 @@ struct Workspace {
   std::vector<Edge> edges, tmp;
   std::vector<Node> nodes;
   std::vector<uint32_t> size;
-  std::vector<double> img;
+  std::vector<double> cost, rows;  // edge costs in code order; smoothing rows
   std::vector<uint8_t> smallPx, lbp;
   std::vector<int32_t> rootLabel;
+  std::vector<uint32_t> sortCounts;
+  std::vector<Edge> smallEdges;
   size_t bytes() const {
     return edges.capacity() * sizeof(Edge) + tmp.capacity() * sizeof(Edge) + nodes.capacity() * sizeof(Node) +
-           size.capacity() * 4 + img.capacity() * 8 + smallPx.capacity() + lbp.capacity() + rootLabel.capacity() * 4;
+           size.capacity() * 4 + cost.capacity() * 8 + rows.capacity() * 8 + smallPx.capacity() + lbp.capacity() + rootLabel.capacity() * 4 +
+           sortCounts.capacity() * 4 + smallEdges.capacity() * sizeof(Edge);
   }
 };
 inline Workspace& workspace() {
@@ -293,7 +326,7 @@ inline Workspace& workspace() {
 }
 // Buffers of a very large image are released after it, so one outlier does not pin hundreds
 // of MB in every pool thread for the rest of a run.
-constexpr size_t kKeepWorkspaceBytes = size_t(256) << 20;  // ~2.5 MP at ~95 B/px
+constexpr size_t kKeepWorkspaceBytes = size_t(256) << 20;  // ~2.4 MP at ~105 B/px
 inline void trimWorkspace() {
   Workspace& ws = workspace();
   if (ws.bytes() > kKeepWorkspaceBytes) ws = Workspace();
@@ -304,11 +337,6 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
                         int minSize, bool numpyTies, std::vector<int32_t>& labels) {
   const size_t N = size_t(W) * H;
   Workspace& ws = workspace();
-  std::vector<double>& img = ws.img;
-  img.resize(N * 3);
-  const double inv = 1.0 / 255.0;  // img_as_float64: x * (1/255)
-  for (size_t i = 0; i < N * 3; ++i) img[i] = double(rgb[i]) * inv;
-  gaussianSmooth(img, W, H, sigma);
   const double scale = scaleIn / 255.0;
 
   // Edges in skimage's order: right, down, down-right, up-right; each raveled row-major.
@@ -317,19 +345,50 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
   const size_t M = nR + nD + 2 * nX;
   const uint32_t offA[4] = {1u, uint32_t(W), uint32_t(W) + 1u, 1u};
   const uint32_t offB[4] = {0u, 0u, 0u, uint32_t(W)};
-  const double* im = img.data();
-  // Visits every edge in code order with its squared length (the same arithmetic each time).
+  const size_t typeBase[4] = {0, nR, nR + nD, nR + nD + nX};
+  const uint32_t typeW[4] = {uint32_t(W - 1), uint32_t(W), uint32_t(W - 1), uint32_t(W - 1)};
+
+  // Costs in code order, computed as the smoothed rows come out (the smoothed image is never
+  // stored), each as skimage: sqrt((d0^2 + d1^2) + d2^2) of the channel differences a - b.
+  // Bucket counts for the sort come along (runs of one bucket counted at once: neighbouring
+  // edges often share one, and the increments would wait on each other through memory).
+  std::vector<double>& cost = ws.cost;
+  cost.resize(M);
+  std::vector<uint32_t> start((size_t(1) << kBucketBits) + 1, 0);
+  uint32_t* cnt = start.data() + 1;
+  uint32_t runBucket = 0, run = 0;
+  auto edgeRow = [&](const double* __restrict A, const double* __restrict B, int n, double* __restrict dst) {
+    for (int x = 0; x < n; ++x) {
+      const double d0 = A[3 * x] - B[3 * x], d1 = A[3 * x + 1] - B[3 * x + 1], d2 = A[3 * x + 2] - B[3 * x + 2];
+      dst[x] = std::sqrt(d0 * d0 + d1 * d1 + d2 * d2);
+    }
+    for (int x = 0; x < n; ++x) {
+      const uint32_t bk = costBucket(dst[x]);
+      if (bk == runBucket) { ++run; continue; }
+      cnt[runBucket] += run;
+      runBucket = bk;
+      run = 1;
+    }
+  };
+  const double* prev = nullptr;
+  smoothRows(rgb, W, H, sigma, ws.rows, [&](long y, const double* cur) {
+    edgeRow(cur + 3, cur, W - 1, &cost[typeBase[0] + size_t(y) * typeW[0]]);
+    if (y > 0) {
+      edgeRow(cur, prev, W, &cost[typeBase[1] + size_t(y - 1) * typeW[1]]);
+      edgeRow(cur + 3, prev, W - 1, &cost[typeBase[2] + size_t(y - 1) * typeW[2]]);
+      edgeRow(prev + 3, cur, W - 1, &cost[typeBase[3] + size_t(y - 1) * typeW[3]]);
+    }
+    prev = cur;
+  });
+  cnt[runBucket] += run;
+  // Visits every edge in code order with its cost.
   auto forEachEdge = [&](auto&& fn) {
+    const double* c = cost.data();
     for (uint32_t t = 0; t < 4; ++t) {
-      const int yEnd = t == 0 ? H : H - 1, xEnd = t == 1 ? W : W - 1;
+      const int yEnd = t == 0 ? H : H - 1, xEnd = int(typeW[t]);
       for (int y = 0; y < yEnd; ++y) {
-        const uint32_t row = uint32_t(y) * uint32_t(W);
-        const double* a = im + size_t(row + offA[t]) * 3;
-        const double* b = im + size_t(row + offB[t]) * 3;
-        for (int x = 0; x < xEnd; ++x) {
-          const double d0 = a[3 * x] - b[3 * x], d1 = a[3 * x + 1] - b[3 * x + 1], d2 = a[3 * x + 2] - b[3 * x + 2];
-          fn(d0 * d0 + d1 * d1 + d2 * d2, (t << 30) | (row + uint32_t(x)));
-        }
+        const uint32_t code0 = (t << 30) | (uint32_t(y) * uint32_t(W));
+        for (int x = 0; x < xEnd; ++x) fn(*c++, code0 + uint32_t(x));
       }
     }
   };
@@ -378,7 +437,7 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
   edges.resize(M);
   if (numpyTies) {
     size_t ne = 0;
-    forEachEdge([&](double d2, uint32_t code) { edges[ne++] = {std::sqrt(d2), code}; });
+    forEachEdge([&](double c, uint32_t code) { edges[ne++] = {c, code}; });
     std::vector<double> cost(M);
     for (size_t k = 0; k < M; ++k) cost[k] = edges[k].cost;
     std::vector<int64_t> o(M);
@@ -389,11 +448,8 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
     edges.swap(sorted);
     unite(edges.data(), edges.data() + M);
   } else {
-    // Counting sort into 4096 buckets of the squared length (one pass to count, one to
-    // scatter, recomputing the lengths rather than storing them twice), then each bucket is
+    // Counting sort into 4096 buckets of the cost (counted above), then each bucket is
     // sorted and merged while it is in cache.
-    std::vector<uint32_t> start((size_t(1) << kBucketBits) + 1, 0);
-    forEachEdge([&](double d2, uint32_t) { ++start[sqBucket(d2) + 1]; });
     size_t biggest = 0;
     for (size_t b = 1; b < start.size(); ++b) {
       biggest = std::max<size_t>(biggest, start[b]);
@@ -401,8 +457,9 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
     }
     std::vector<uint32_t> pos(start.begin(), start.end() - 1);
     Edge* E = edges.data();
-    forEachEdge([&](double d2, uint32_t code) { E[pos[sqBucket(d2)]++] = {std::sqrt(d2), code}; });
+    forEachEdge([&](double c, uint32_t code) { E[pos[costBucket(c)]++] = {c, code}; });
     ws.tmp.resize(biggest);
+    ws.sortCounts.resize(size_t(kSortDepths) * (kMaxSortBins + 1));
     for (size_t b = 0; b + 1 < start.size(); ++b) {
       Edge *lo = E + start[b], *hi = E + start[b + 1];
       if (lo == hi) continue;
@@ -410,7 +467,7 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
       const char* nx = reinterpret_cast<const char*>(hi);
       const char* nxEnd = reinterpret_cast<const char*>(E + start[std::min(b + 2, start.size() - 1)]);
       for (size_t k = 0; k < 512 && nx < nxEnd; ++k, nx += 64) __builtin_prefetch(nx);
-      sortByCost(lo, size_t(hi - lo), ws.tmp.data());
+      sortByCost(lo, size_t(hi - lo), ws.tmp.data(), ws.sortCounts.data());
       unite(lo, hi);
     }
   }
@@ -419,24 +476,53 @@ inline int felzenszwalb(const uint8_t* rgb, int W, int H, double scaleIn, double
   // pixels that were small after the first pass: edges between two big pixels are skipped.
   std::vector<uint8_t>& smallPx = ws.smallPx;
   smallPx.resize(N);
-  bool anySmall = false;
+  size_t nSmall = 0;
   for (size_t p = 0; p < N; ++p) {
     smallPx[p] = sz[find(uint32_t(p))] < uint32_t(minSize);
-    anySmall |= smallPx[p] != 0;
+    nSmall += smallPx[p];
   }
-  if (anySmall)
-    for (const Edge& ed : edges) {
-      const uint32_t t = ed.code >> 30, p = ed.code & 0x3fffffffu;
-      const uint32_t a = p + offA[t], b = p + offB[t];
-      if (!smallPx[a] && !smallPx[b]) continue;
-      const uint32_t s0 = find(a), s1 = find(b);
-      if (s0 == s1) continue;
-      if (sz[s0] < uint32_t(minSize) || sz[s1] < uint32_t(minSize)) {
-        const uint32_t big = sz[s0] >= sz[s1] ? s0 : s1, small = big == s0 ? s1 : s0;
-        nd[small].parent = big;
-        sz[big] += sz[small];
-      }
+  auto mergeSmall = [&](const Edge& ed) {
+    const uint32_t t = ed.code >> 30, p = ed.code & 0x3fffffffu;
+    const uint32_t a = p + offA[t], b = p + offB[t];
+    if (!smallPx[a] && !smallPx[b]) return;
+    const uint32_t s0 = find(a), s1 = find(b);
+    if (s0 == s1) return;
+    if (sz[s0] < uint32_t(minSize) || sz[s1] < uint32_t(minSize)) {
+      const uint32_t big = sz[s0] >= sz[s1] ? s0 : s1, small = big == s0 ? s1 : s0;
+      nd[small].parent = big;
+      sz[big] += sz[small];
     }
+  };
+  if (nSmall > 0 && (numpyTies || nSmall > N / 16)) {
+    for (const Edge& ed : edges) mergeSmall(ed);
+  } else if (nSmall > 0) {
+    // Few small pixels: their edges (each pixel's up to 8) in (cost, code) order, which is
+    // the order they have in the sorted edges, instead of a pass over all of them.
+    std::vector<Edge>& se = ws.smallEdges;
+    se.clear();
+    auto add = [&](uint32_t t, long qy, long qx) {
+      const size_t idx = typeBase[t] + size_t(qy) * typeW[t] + size_t(qx);
+      se.push_back({cost[idx], (t << 30) | (uint32_t(qy) * uint32_t(W) + uint32_t(qx))});
+    };
+    for (long y = 0; y < H; ++y)
+      for (long x = 0; x < W; ++x) {
+        if (!smallPx[size_t(y) * W + x]) continue;
+        const bool l = x > 0, r = x + 1 < W, u = y > 0, d = y + 1 < H;
+        if (r) add(0, y, x);          // (p+1, p)
+        if (l) add(0, y, x - 1);      // p as the right end
+        if (d) add(1, y, x);          // (p+W, p)
+        if (u) add(1, y - 1, x);
+        if (r && d) add(2, y, x);     // (p+W+1, p)
+        if (l && u) add(2, y - 1, x - 1);
+        if (l && d) add(3, y, x - 1);  // (q+1, q+W) with p = q+1
+        if (r && u) add(3, y - 1, x);  // p = q+W
+      }
+    std::sort(se.begin(), se.end(), [](const Edge& a, const Edge& b) {
+      return a.cost < b.cost || (a.cost == b.cost && a.code < b.code);
+    });
+    for (size_t k = 0; k < se.size(); ++k)
+      if (k == 0 || se[k].code != se[k - 1].code) mergeSmall(se[k]);
+  }
   labels.resize(N);
   std::vector<int32_t>& rootLabel = ws.rootLabel;
   rootLabel.assign(N, -1);
