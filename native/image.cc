@@ -428,29 +428,39 @@ inline int PaethPredict(int a, int b, int c) {  // the PNG spec's order of ties,
   return pa <= pb && pa <= pc ? a : bc;
 }
 
-// One row of `n` bytes: out = unfilter(in) given the previous unfiltered row (zeros for the
-// first). out may be in (in place), never prev.
+// One row of `n` bytes (a whole number of B-byte pixels): out = unfilter(in) given the previous
+// unfiltered row (zeros for the first). out may be in (in place), never prev. Sub, Average and
+// Paeth depend on the pixel to the left: it is carried in registers (one per channel) rather than
+// read back from out, which would put a store-to-load round trip on every byte's critical path.
 template <int B>
 void UnfilterRow(int type, const uint8_t* in, uint8_t* out, const uint8_t* prev, size_t n) {
+  int a[B], c[B];
   switch (type) {
     case 0:
       if (out != in) std::memcpy(out, in, n);
-      break;
-    case 1:
-      for (size_t i = 0; i < size_t(B) && i < n; i++) out[i] = in[i];
-      for (size_t i = B; i < n; i++) out[i] = uint8_t(in[i] + out[i - B]);
-      break;
+      return;
     case 2:
       for (size_t i = 0; i < n; i++) out[i] = uint8_t(in[i] + prev[i]);
-      break;
+      return;
+    case 1:
+      for (int k = 0; k < B; k++) a[k] = 0;
+      for (size_t i = 0; i < n; i += B)
+        for (int k = 0; k < B; k++) out[i + k] = uint8_t(a[k] = (in[i + k] + a[k]) & 0xff);
+      return;
     case 3:
-      for (size_t i = 0; i < size_t(B) && i < n; i++) out[i] = uint8_t(in[i] + (prev[i] >> 1));
-      for (size_t i = B; i < n; i++) out[i] = uint8_t(in[i] + ((out[i - B] + prev[i]) >> 1));
-      break;
-    default:  // 4, Paeth; left and upper-left are 0 in the first pixel: the prediction is up
-      for (size_t i = 0; i < size_t(B) && i < n; i++) out[i] = uint8_t(in[i] + prev[i]);
-      for (size_t i = B; i < n; i++) out[i] = uint8_t(in[i] + PaethPredict(out[i - B], prev[i], prev[i - B]));
-      break;
+      for (int k = 0; k < B; k++) a[k] = 0;
+      for (size_t i = 0; i < n; i += B)
+        for (int k = 0; k < B; k++) out[i + k] = uint8_t(a[k] = (in[i + k] + ((a[k] + prev[i + k]) >> 1)) & 0xff);
+      return;
+    default:  // 4, Paeth; left and upper-left are 0 for the first pixel
+      for (int k = 0; k < B; k++) a[k] = c[k] = 0;
+      for (size_t i = 0; i < n; i += B)
+        for (int k = 0; k < B; k++) {
+          const int b = prev[i + k];
+          out[i + k] = uint8_t(a[k] = (in[i + k] + PaethPredict(a[k], b, c[k])) & 0xff);
+          c[k] = b;
+        }
+      return;
   }
 }
 
