@@ -651,28 +651,68 @@ constexpr int kHC = 3 * kColourBins, kHT = 3 * kTextureBins;
 struct Region {
   int minX, minY, maxX, maxY;  // inclusive, as the authors' code
   int64_t size;
-  double hc[kHC];
-  double ht[kHT];
 };
 
-// Sequential left-to-right sum of the intersection, as Python's sum() over a list.
-template <int N>
-inline double intersect(const double* a, const double* b, double s = 0.0) {
-  for (int k = 0; k < N; ++k) s += (b[k] < a[k] ? b[k] : a[k]);
-  return s;
-}
+// Histograms of every region, one row of `stride` doubles each: the colour bins that can differ
+// (vOnly: the 25 V bins; the authors' H and S parts are always [1, 0, ..., 0] and their
+// intersection sums to exactly 2.0 before the V bins, so starting there is bit-identical;
+// else all 75), then the 30 texture bins. Compact rows keep the similarity reads in cache.
+struct Hists {
+  int colour = 0, stride = 0;
+  double colourBase = 0.0;
+  std::vector<double> v;
+  double* row(int r) { return v.data() + size_t(r) * stride; }
+};
 
-// vOnly: the authors' colour histograms, whose H and S parts are always [1, 0, ..., 0]; their
-// intersection sums to exactly 2.0 before the V bins, so starting there is bit-identical.
-inline double similarity(const Region& a, const Region& b, double imsize, bool vOnly) {
-  const double colour = vOnly ? intersect<kColourBins>(a.hc + 2 * kColourBins, b.hc + 2 * kColourBins, 2.0)
-                              : intersect<kHC>(a.hc, b.hc);
-  const double texture = intersect<kHT>(a.ht, b.ht);
-  const double size = 1.0 - double(a.size + b.size) / imsize;
-  const int64_t bb = int64_t(std::max(a.maxX, b.maxX) - std::min(a.minX, b.minX)) *
-                     int64_t(std::max(a.maxY, b.maxY) - std::min(a.minY, b.minY));
-  const double fill = 1.0 - double(bb - a.size - b.size) / imsize;
-  return colour + texture + size + fill;
+// similarity of region t with each of k others: colour + texture + size + fill, each
+// intersection a sequential left-to-right sum (Python's sum() over a list); four others at a
+// time so that their eight independent sums overlap instead of waiting on each other.
+inline void similarities(Hists& hs, const std::vector<Region>& R, int t, const int* others, int k,
+                         double imsize, double* out) {
+  const double* a = hs.row(t);
+  const int C = hs.colour, S = hs.stride;
+  const Region& rt = R[t];
+  auto rest = [&](const Region& b, double colour, double texture) {
+    const double size = 1.0 - double(rt.size + b.size) / imsize;
+    const int64_t bb = int64_t(std::max(rt.maxX, b.maxX) - std::min(rt.minX, b.minX)) *
+                       int64_t(std::max(rt.maxY, b.maxY) - std::min(rt.minY, b.minY));
+    const double fill = 1.0 - double(bb - rt.size - b.size) / imsize;
+    return colour + texture + size + fill;
+  };
+  int i = 0;
+  for (; i + 4 <= k; i += 4) {
+    const double* b0 = hs.row(others[i]);
+    const double* b1 = hs.row(others[i + 1]);
+    const double* b2 = hs.row(others[i + 2]);
+    const double* b3 = hs.row(others[i + 3]);
+    double c0 = hs.colourBase, c1 = c0, c2 = c0, c3 = c0;
+    for (int q = 0; q < C; ++q) {
+      const double x = a[q];
+      c0 += (b0[q] < x ? b0[q] : x);
+      c1 += (b1[q] < x ? b1[q] : x);
+      c2 += (b2[q] < x ? b2[q] : x);
+      c3 += (b3[q] < x ? b3[q] : x);
+    }
+    double t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
+    for (int q = C; q < S; ++q) {
+      const double x = a[q];
+      t0 += (b0[q] < x ? b0[q] : x);
+      t1 += (b1[q] < x ? b1[q] : x);
+      t2 += (b2[q] < x ? b2[q] : x);
+      t3 += (b3[q] < x ? b3[q] : x);
+    }
+    out[i] = rest(R[others[i]], c0, t0);
+    out[i + 1] = rest(R[others[i + 1]], c1, t1);
+    out[i + 2] = rest(R[others[i + 2]], c2, t2);
+    out[i + 3] = rest(R[others[i + 3]], c3, t3);
+  }
+  for (; i < k; ++i) {
+    const double* b = hs.row(others[i]);
+    double c = hs.colourBase, tx = 0.0;
+    for (int q = 0; q < C; ++q) c += (b[q] < a[q] ? b[q] : a[q]);
+    for (int q = C; q < S; ++q) tx += (b[q] < a[q] ? b[q] : a[q]);
+    out[i] = rest(R[others[i]], c, tx);
+  }
 }
 
 // The authors' "intersect": a corner of b lies strictly inside a's box.
@@ -736,19 +776,59 @@ inline void groupRegions(const uint8_t* rgb, int W, int H, const std::vector<int
       uint32_t* tc = &tcount[size_t(l) * kHT];
       for (int c = 0; c < 3; ++c) tc[c * kTextureBins + tbin[lbp[p * 3 + c]]]++;
     }
+  const bool vOnly = !prm.fullHsv;
+  Hists hs;
+  hs.colour = vOnly ? kColourBins : kHC;
+  hs.stride = hs.colour + kHT;
+  hs.colourBase = vOnly ? 2.0 : 0.0;
+  const int c0 = vOnly ? 2 * kColourBins : 0;  // first colour bin kept
+  hs.v.resize(size_t(2 * n) * hs.stride);
   for (int l = 0; l < n; ++l) {
     const double s = double(R[l].size);
-    for (int k = 0; k < kHC; ++k) R[l].hc[k] = double(ccount[size_t(l) * kHC + k]) / s;
-    for (int k = 0; k < kHT; ++k) R[l].ht[k] = double(tcount[size_t(l) * kHT + k]) / s;
+    double* h = hs.row(l);
+    for (int k = 0; k < hs.colour; ++k) h[k] = double(ccount[size_t(l) * kHC + c0 + k]) / s;
+    for (int k = 0; k < kHT; ++k) h[hs.colour + k] = double(tcount[size_t(l) * kHT + k]) / s;
   }
+  R.reserve(size_t(2 * n));
+
+  // The authors keep similarities in an insertion-ordered dict and take the last maximal
+  // pair; a stamp per (live) pair reproduces that order: max by (similarity, stamp).
+  struct Entry { double sim; uint64_t stamp; int a, b; };
+  struct Cmp {
+    bool operator()(const Entry& x, const Entry& y) const {
+      return x.sim < y.sim || (x.sim == y.sim && x.stamp < y.stamp);
+    }
+  };
+  // Each region's pairs in stamp order (stamps only grow, and lists are only appended to).
+  struct Adj { int other; uint64_t stamp; double sim; };
+  std::vector<Entry> heapv;
+  std::vector<std::vector<Adj>> adj(n);
+  std::vector<char> alive(n, 1);
+  const double imsize = double(N);
+  uint64_t stamp = 0;
+  std::vector<int> others;
+  std::vector<double> sims;
+  auto addPairs = [&](int t) {  // pairs (t, others[k]) in order, as new dict entries
+    sims.resize(others.size());
+    similarities(hs, R, t, others.data(), int(others.size()), imsize, sims.data());
+    for (size_t k = 0; k < others.size(); ++k) {
+      const uint64_t s = stamp++;
+      heapv.push_back({sims[k], s, t, others[k]});
+      adj[t].push_back({others[k], s, sims[k]});
+      adj[others[k]].push_back({t, s, sims[k]});
+    }
+  };
 
   // Initial neighbour pairs (a < b) in the authors' enumeration order.
-  std::vector<std::pair<int, int>> pairs;
   if (!prm.pixelAdjacency) {
-    for (int a = 0; a + 1 < n; ++a)
+    for (int a = 0; a + 1 < n; ++a) {
+      others.clear();
       for (int b = a + 1; b < n; ++b)
-        if (cornerInside(R[a], R[b])) pairs.emplace_back(a, b);
+        if (cornerInside(R[a], R[b])) others.push_back(b);
+      addPairs(a);
+    }
   } else {
+    std::vector<std::pair<int, int>> pairs;
     for (int y = 0; y < H; ++y)
       for (int x = 0; x < W; ++x) {
         const int l = labels[size_t(y) * W + x];
@@ -759,31 +839,15 @@ inline void groupRegions(const uint8_t* rgb, int W, int H, const std::vector<int
       }
     std::sort(pairs.begin(), pairs.end());
     pairs.erase(std::unique(pairs.begin(), pairs.end()), pairs.end());
-  }
-
-  // The authors keep similarities in an insertion-ordered dict and take the last maximal
-  // pair; a stamp per (live) pair reproduces that order: max by (similarity, stamp).
-  struct Entry { double sim; uint64_t stamp; int a, b; };
-  struct Cmp {
-    bool operator()(const Entry& x, const Entry& y) const {
-      return x.sim < y.sim || (x.sim == y.sim && x.stamp < y.stamp);
+    for (size_t k = 0; k < pairs.size();) {
+      const int a = pairs[k].first;
+      others.clear();
+      for (; k < pairs.size() && pairs[k].first == a; ++k) others.push_back(pairs[k].second);
+      addPairs(a);
     }
-  };
-  std::priority_queue<Entry, std::vector<Entry>, Cmp> heap;
-  struct Adj { int other; uint64_t stamp; double sim; };
-  std::vector<std::vector<Adj>> adj(n);
-  std::vector<char> alive(n, 1);
-  const double imsize = double(N);
-  uint64_t stamp = 0;
-  for (auto& pr : pairs) {
-    const uint64_t s = stamp++;
-    const double sim = similarity(R[pr.first], R[pr.second], imsize, !prm.fullHsv);
-    heap.push({sim, s, pr.first, pr.second});
-    adj[pr.first].push_back({pr.second, s, sim});
-    adj[pr.second].push_back({pr.first, s, sim});
   }
-  size_t live = pairs.size();
-  std::vector<std::pair<int, int>>().swap(pairs);
+  std::priority_queue<Entry, std::vector<Entry>, Cmp> heap(Cmp(), std::move(heapv));
+  size_t live = heap.size();
   std::vector<Adj> touched;
   std::vector<int> seenMark;
   while (!heap.empty()) {
@@ -798,33 +862,48 @@ inline void groupRegions(const uint8_t* rgb, int W, int H, const std::vector<int
     m.maxX = std::max(ri.maxX, rj.maxX);
     m.maxY = std::max(ri.maxY, rj.maxY);
     m.size = ri.size + rj.size;
-    const double si = double(ri.size), sj = double(rj.size), sm = double(m.size);
-    for (int k = 0; k < kHC; ++k) m.hc[k] = (ri.hc[k] * si + rj.hc[k] * sj) / sm;
-    for (int k = 0; k < kHT; ++k) m.ht[k] = (ri.ht[k] * si + rj.ht[k] * sj) / sm;
+    {
+      const double si = double(ri.size), sj = double(rj.size), sm = double(m.size);
+      const double *hi = hs.row(i), *hj = hs.row(j);
+      double* hm = hs.row(t);
+      for (int k = 0; k < hs.stride; ++k) hm[k] = (hi[k] * si + hj[k] * sj) / sm;
+    }
     R.push_back(m);
     alive[i] = alive[j] = 0;
     alive.push_back(1);
-    // live pairs of i or j in dict order, then re-inserted as (t, other) in that order
+    // live pairs of i or j in dict order (both lists are in stamp order: merged, not sorted),
+    // then re-inserted as (t, other) in that order
     touched.clear();
-    for (const Adj& a : adj[i]) if (alive[a.other]) touched.push_back(a);
-    for (const Adj& a : adj[j]) if (alive[a.other]) touched.push_back(a);
-    std::sort(touched.begin(), touched.end(),
-              [](const Adj& x, const Adj& y) { return x.stamp < y.stamp; });
+    auto liveOf = [&](const Adj& a) { return alive[a.other] != 0; };
+    {
+      const std::vector<Adj>&li = adj[i], &lj = adj[j];
+      size_t p = 0, q = 0;
+      while (p < li.size() || q < lj.size()) {
+        const bool fromI = q == lj.size() || (p < li.size() && li[p].stamp < lj[q].stamp);
+        const Adj& x = fromI ? li[p++] : lj[q++];
+        if (liveOf(x)) touched.push_back(x);
+      }
+    }
     adj.emplace_back();
     seenMark.resize(R.size(), -1);
     live -= touched.size() + 1;  // pairs of i and j, (i, j) itself included
+    others.clear();
     for (const Adj& a : touched) {
       if (seenMark[a.other] == t) continue;  // second assignment keeps the first position
       seenMark[a.other] = t;
-      const uint64_t s = stamp++;
-      const double sim = similarity(R[t], R[a.other], imsize, !prm.fullHsv);
-      heap.push({sim, s, t, a.other});
-      adj[t].push_back({a.other, s, sim});
-      adj[a.other].push_back({t, s, sim});
-      ++live;
+      others.push_back(a.other);
     }
+    live += others.size();
     std::vector<Adj>().swap(adj[i]);
     std::vector<Adj>().swap(adj[j]);
+    sims.resize(others.size());
+    similarities(hs, R, t, others.data(), int(others.size()), imsize, sims.data());
+    for (size_t k = 0; k < others.size(); ++k) {
+      const uint64_t s = stamp++;
+      heap.push({sims[k], s, t, others[k]});
+      adj[t].push_back({others[k], s, sims[k]});
+      adj[others[k]].push_back({t, s, sims[k]});
+    }
     // Dead pairs pile up in the heap and the lists (dense box-rule graphs): compact them when
     // they outnumber the live ones, so heap operations stay on a small, cache-resident heap.
     if (heap.size() > 2 * live + 4096) {
