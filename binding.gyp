@@ -19,7 +19,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "NODE_ADDON_API_DISABLE_DEPRECATED", "<!@(node scripts/torch-paths.js defines)"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "<!@(node scripts/torch-paths.js cflags)"],
-      "libraries": ["<!@(node scripts/torch-paths.js libs)", "-ljpeg", "-lpng", "-lz", "-lwebp", "-ldl"]
+      "libraries": ["<!@(node scripts/torch-paths.js libs)", "-ljpeg", "-lpng", "-lz", "-lwebp", "-ldeflate", "-ldl"]
     }
   ]
 }

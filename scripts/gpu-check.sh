@@ -29,7 +29,7 @@ prepare() {
   tar -C "$stage" -cJf "$G/node_modules.tar.xz" node_modules
   rm -rf "$stage"
   (cd "$G/debs" && apt-get download libjpeg62-turbo-dev libjpeg62-turbo libpng-dev libpng16-16 libwebp-dev libwebp7 \
-    libwebpdemux2 libwebpmux3 zlib1g-dev >/dev/null)
+    libwebpdemux2 libwebpmux3 zlib1g-dev libdeflate-dev libdeflate0 >/dev/null)
   du -sh "$G" dist
   cat <<EOF
 Prepared .gpu/ ($(du -sh "$G" | cut -f1)). On the device tool:

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # System packages: Debian's CPU LibTorch, Gloo headers for c10d, image codecs, and the Python
 # reference stack the tests and benchmarks compare against.
-APT_PACKAGES=(cmake g++ libtorch-dev libgloo-dev libjpeg-dev libpng-dev libwebp-dev
+APT_PACKAGES=(cmake g++ libtorch-dev libgloo-dev libjpeg-dev libpng-dev libwebp-dev libdeflate-dev
   python3-torch python3-torchvision python3-skimage python3-opencv python3-pil)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

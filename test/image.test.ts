@@ -82,6 +82,44 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
   throw new assert.AssertionError({ message: 'expected a rejection' });
 }
 
+// PNG chunk CRC (ISO 3309, as zlib's crc32), so that a rewritten file is valid for libpng too.
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(buf: Buffer): number {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** The same PNG with its zlib stream re-split into IDAT chunks of `size` bytes (the last shorter). */
+function splitIdat(png: Buffer, size: number): Buffer {
+  const before: Buffer[] = [png.subarray(0, 8)];
+  const after: Buffer[] = [];
+  const data: Buffer[] = [];
+  for (let at = 8; at < png.length;) {
+    const len = png.readUInt32BE(at);
+    const type = png.toString('latin1', at + 4, at + 8);
+    const whole = png.subarray(at, at + 12 + len);
+    if (type === 'IDAT') data.push(png.subarray(at + 8, at + 8 + len));
+    else (data.length ? after : before).push(whole);
+    at += 12 + len;
+  }
+  const stream = Buffer.concat(data);
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < stream.length; at += size) {
+    const body = Buffer.concat([Buffer.from('IDAT', 'latin1'), stream.subarray(at, Math.min(stream.length, at + size))]);
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(body.length - 4);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    chunks.push(head, body, crc);
+  }
+  return Buffer.concat([...before, ...chunks, ...after]);
+}
+
 describe('image decode', function () {
   let full: Map<string, Ref>;
   let resized: Map<string, Ref>;
@@ -185,6 +223,18 @@ describe('image decode', function () {
     const trunc = fs.readFileSync(path.join(FIXTURES, 'bad', 'truncated.jpg'));
     assert.match((await rejection(decodeImage(trunc))).message, /^<buffer>: truncated JPEG/);
     assert.match((await rejection(decodeImage(trunc, { name: 'item 7' }))).message, /^item 7: truncated JPEG/);
+  });
+
+  it('decodes a PNG the same however its image data is split into IDAT chunks', async function () {
+    for (const name of ['train/astronaut.png', 'heldout/camera.png', 'train/coins.png']) {
+      const file = path.join(FIXTURES, 'images', name);
+      const original = await decodeImage(file);
+      const png = fs.readFileSync(file);
+      for (const size of [Infinity, 1000, 1]) {
+        const ours = await decodeImage(splitIdat(png, size), { name: `${name} (IDAT chunks of ${size})` });
+        assert.equal(diff(ours.data, original.data).max, 0, `${name}, IDAT chunks of ${size} bytes`);
+      }
+    }
   });
 
   it('validates its arguments', async function () {
