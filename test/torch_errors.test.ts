@@ -74,3 +74,18 @@ describe('torch errors (in a child process)', function () {
     assert.equal(report!.sanity, 4);
   });
 });
+
+describe('addon load errors', () => {
+  // The loader's messages as Node prints them when dlopen fails; each gets one fix.
+  it('name what is missing and the command that fixes it', async () => {
+    const { explainLoadError } = await import('../lib/torch/native');
+    const cases: [string, RegExp][] = [
+      ['No native build was found for platform=linux arch=x64', /addon is not built\. Fix: run `bash .*scripts\/setup\.sh`/],
+      ['libtorch_cpu.so: cannot open shared object file: No such file or directory', /LibTorch is missing \(libtorch_cpu\.so not found\)/],
+      ['libdeflate.so.0: cannot open shared object file: No such file or directory', /image library is missing \(libdeflate\.so\.0 not found\).*libdeflate-dev/],
+      ['libjpeg.so.62: cannot open shared object file: No such file or directory', /image library is missing \(libjpeg\.so\.62 not found\)/],
+      ['soco_train.node: undefined symbol: _ZN2at4_ops3add4callE', /built against a different LibTorch.*npm run build:native/],
+    ];
+    for (const [msg, re] of cases) assert.match(explainLoadError(new Error(msg)), re, msg);
+  });
+});

@@ -9,7 +9,8 @@ export class NativeLoadError extends Error {
   override name = 'NativeLoadError';
 }
 
-function explain(err: Error): string {
+/** The fix for an addon load failure, from the loader's message. */
+export function explainLoadError(err: Error): string {
   const msg = err.message;
   const setup = `run \`bash ${path.join(packageRoot, 'scripts', 'setup.sh')}\``;
   if (/No native build was found/.test(msg))
@@ -18,6 +19,10 @@ function explain(err: Error): string {
   if (lib)
     return `LibTorch is missing (${lib[1]} not found). Fix: ${setup}, which installs Debian's libtorch-dev, ` +
       `or point LD_LIBRARY_PATH at the LibTorch the addon was built against.`;
+  const codec = /(lib(?:jpeg|png16|webp|deflate|z)\.so[\w.]*): cannot open shared object file/.exec(msg);
+  if (codec)
+    return `an image library is missing (${codec[1]} not found). Fix: ${setup}, which installs ` +
+      `libjpeg-dev, libpng-dev, libwebp-dev and libdeflate-dev.`;
   if (/undefined symbol/.test(msg))
     return `the addon was built against a different LibTorch than the one loaded (${msg.split('\n')[0]}). ` +
       `Fix: rebuild with \`npm run build:native\` against the LibTorch you run with.`;
@@ -33,7 +38,7 @@ function load(): any {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     return require('node-gyp-build')(packageRoot);
   } catch (err) {
-    throw new NativeLoadError(`cannot load the soco-train native addon: ${explain(err as Error)}`);
+    throw new NativeLoadError(`cannot load the soco-train native addon: ${explainLoadError(err as Error)}`);
   }
 }
 
