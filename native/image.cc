@@ -96,6 +96,13 @@ struct DefaultInit : std::allocator<T> {
 };
 using Bytes = std::vector<uint8_t, DefaultInit<uint8_t>>;
 
+// For a per-thread buffer reused across images (no allocation or page faults per image): one
+// that an unusually large file grew past 64 MB is released after use.
+struct KeepBounded {
+  Bytes& b;
+  ~KeepBounded() { if (b.capacity() > (size_t(64) << 20)) Bytes().swap(b); }
+};
+
 struct Image {
   Bytes rgb;  // HWC, 3 channels
   int width = 0, height = 0;
@@ -437,42 +444,6 @@ inline int PaethPredict(int a, int b, int c) {  // the PNG spec's order of ties,
   return pa <= pb && pa <= pc ? a : bc;
 }
 
-// One row of `n` bytes (a whole number of B-byte pixels): out = unfilter(in) given the previous
-// unfiltered row (zeros for the first). out may be in (in place), never prev. Sub, Average and
-// Paeth depend on the pixel to the left: it is carried in registers (one per channel) rather than
-// read back from out, which would put a store-to-load round trip on every byte's critical path.
-template <int B>
-void UnfilterRow(int type, const uint8_t* in, uint8_t* out, const uint8_t* prev, size_t n) {
-  int a[B], c[B];
-  switch (type) {
-    case 0:
-      if (out != in) std::memcpy(out, in, n);
-      return;
-    case 2:
-      for (size_t i = 0; i < n; i++) out[i] = uint8_t(in[i] + prev[i]);
-      return;
-    case 1:
-      for (int k = 0; k < B; k++) a[k] = 0;
-      for (size_t i = 0; i < n; i += B)
-        for (int k = 0; k < B; k++) out[i + k] = uint8_t(a[k] = (in[i + k] + a[k]) & 0xff);
-      return;
-    case 3:
-      for (int k = 0; k < B; k++) a[k] = 0;
-      for (size_t i = 0; i < n; i += B)
-        for (int k = 0; k < B; k++) out[i + k] = uint8_t(a[k] = (in[i + k] + ((a[k] + prev[i + k]) >> 1)) & 0xff);
-      return;
-    default:  // 4, Paeth; left and upper-left are 0 for the first pixel
-      for (int k = 0; k < B; k++) a[k] = c[k] = 0;
-      for (size_t i = 0; i < n; i += B)
-        for (int k = 0; k < B; k++) {
-          const int b = prev[i + k];
-          out[i + k] = uint8_t(a[k] = (in[i + k] + PaethPredict(a[k], b, c[k])) & 0xff);
-          c[k] = b;
-        }
-      return;
-  }
-}
-
 #if defined(__SSE2__)
 // Paeth for 3- and 4-byte pixels with a whole pixel per step in 16-bit lanes (the predictor's
 // chain then runs once a pixel instead of once a byte): same predictor, same ties, same bytes.
@@ -511,17 +482,51 @@ void PaethPixels(const uint8_t* in, uint8_t* out, const uint8_t* prev, size_t n)
 }
 #endif
 
+// One row of `n` bytes (a whole number of B-byte pixels): out = unfilter(in) given the previous
+// unfiltered row (zeros for the first). out may be in (in place), never prev. Sub, Average and
+// Paeth depend on the pixel to the left: it is carried in registers (one per channel) rather than
+// read back from out, which would put a store-to-load round trip on every byte's critical path.
+template <int B>
+void UnfilterRow(int type, const uint8_t* in, uint8_t* out, const uint8_t* prev, size_t n) {
+  int a[B], c[B];
+  switch (type) {
+    case 0:
+      if (out != in) std::memcpy(out, in, n);
+      return;
+    case 2:
+      for (size_t i = 0; i < n; i++) out[i] = uint8_t(in[i] + prev[i]);
+      return;
+    case 1:
+      for (int k = 0; k < B; k++) a[k] = 0;
+      for (size_t i = 0; i < n; i += B)
+        for (int k = 0; k < B; k++) out[i + k] = uint8_t(a[k] = (in[i + k] + a[k]) & 0xff);
+      return;
+    case 3:
+      for (int k = 0; k < B; k++) a[k] = 0;
+      for (size_t i = 0; i < n; i += B)
+        for (int k = 0; k < B; k++) out[i + k] = uint8_t(a[k] = (in[i + k] + ((a[k] + prev[i + k]) >> 1)) & 0xff);
+      return;
+    default:  // 4, Paeth; left and upper-left are 0 for the first pixel
+#if defined(__SSE2__)
+      if constexpr (B >= 3) return PaethPixels<B>(in, out, prev, n);
+#endif
+      for (int k = 0; k < B; k++) a[k] = c[k] = 0;
+      for (size_t i = 0; i < n; i += B)
+        for (int k = 0; k < B; k++) {
+          const int b = prev[i + k];
+          out[i + k] = uint8_t(a[k] = (in[i + k] + PaethPredict(a[k], b, c[k])) & 0xff);
+          c[k] = b;
+        }
+      return;
+  }
+}
+
 void UnfilterRowAny(int bpp, int type, const uint8_t* in, uint8_t* out, const uint8_t* prev, size_t n) {
   switch (bpp) {
     case 1: UnfilterRow<1>(type, in, out, prev, n); break;
     case 2: UnfilterRow<2>(type, in, out, prev, n); break;
-#if defined(__SSE2__)
-    case 3: type == 4 ? PaethPixels<3>(in, out, prev, n) : UnfilterRow<3>(type, in, out, prev, n); break;
-    default: type == 4 ? PaethPixels<4>(in, out, prev, n) : UnfilterRow<4>(type, in, out, prev, n); break;
-#else
     case 3: UnfilterRow<3>(type, in, out, prev, n); break;
     default: UnfilterRow<4>(type, in, out, prev, n); break;
-#endif
   }
 }
 
@@ -574,16 +579,18 @@ bool DecodePngFast(const uint8_t* d, size_t n, Image& im) {
   // The IDAT chunks in a row, gathered into a per-thread buffer when there are several (as most
   // writers split them). The zlib stream must inflate to exactly the image (libdeflate checks the
   // Adler-32 at its end); bytes after it are ignored, as libpng does.
-  const uint8_t* z = d + pos + 8;
-  size_t zlen = len;
   thread_local Bytes joined;
+  KeepBounded keep{joined};
+  joined.clear();
+  const uint8_t* first = d + pos + 8;
+  const size_t firstLen = len;
   for (size_t at = pos + 12 + size_t(len); chunk(at, &len) && std::memcmp(d + at + 4, "IDAT", 4) == 0;
        at += 12 + size_t(len)) {
-    if (z != joined.data()) joined.assign(z, z + zlen);
+    if (joined.empty()) joined.assign(first, first + firstLen);
     joined.insert(joined.end(), d + at + 8, d + at + 8 + len);
-    z = joined.data();
-    zlen = joined.size();
   }
+  const uint8_t* z = joined.empty() ? first : joined.data();
+  const size_t zlen = joined.empty() ? firstLen : joined.size();
   Bytes raw(stride * ht);
   if (libdeflate_zlib_decompress(Inflater(), z, zlen, raw.data(), raw.size(), nullptr) != LIBDEFLATE_SUCCESS)
     return false;
@@ -1146,13 +1153,9 @@ class DecodeWorker : public Napi::AsyncWorker {
     try {
       if (!path_.empty()) {
         // Each pool thread reads into its own buffer, kept between images: no allocation and
-        // no page faults per file, and the destination is warm in cache. One that an unusually
-        // large file grew past 64 MB is released after use.
+        // no page faults per file, and the destination is warm in cache.
         thread_local Bytes file;
-        struct Trim {
-          Bytes& b;
-          ~Trim() { if (b.capacity() > (size_t(64) << 20)) Bytes().swap(b); }
-        } trim{file};
+        KeepBounded keep{file};
         ReadFileInto(path_, file);
         Decode(file.data(), file.size(), opt_, image_);
       } else {
