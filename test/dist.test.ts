@@ -9,6 +9,9 @@ import { BatchNorm1d, BatchNorm2d, Conv2d, Module, Sequential } from '../lib/nn'
 import * as dist from '../lib/dist';
 
 const maxDiff = (a: Tensor, b: Tensor): number => tidy(() => a.sub(b).abs().max().item());
+/** sum_i (i + 1) * |p_i|^2 over the parameters not in `skip`: gradient 2 (i + 1) p_i. */
+const lossOf = (ps: Tensor[], skip: number[] = []): Tensor =>
+  ps.map((p, i) => (skip.includes(i) ? null : p.mul(p).mul(i + 1).sum())).filter((t): t is Tensor => t !== null).reduce((a, b) => a.add(b));
 
 describe('dist: environment', () => {
   it('reads torchrun variables and names what is missing or malformed', () => {
@@ -158,8 +161,6 @@ describe('dist: one-rank Gloo group', function () {
     torch.manualSeed(3);
     return shapes.map((s) => torch.randn(s).requiresGrad_(true));
   }
-  const lossOf = (ps: Tensor[], skip: number[] = []): Tensor =>
-    ps.map((p, i) => (skip.includes(i) ? null : p.mul(p).mul(i + 1).sum())).filter((t): t is Tensor => t !== null).reduce((a, b) => a.add(b));
 
   it('GradientReducer: buckets in reverse order under the cap; hooks start buckets during backward', async () => {
     const ps = leaves([[300], [200], [10, 10], [50], [3, 3, 3]]);
@@ -304,7 +305,7 @@ if (dist.availableBackends().nccl && torch.cuda.isAvailable()) {
       const ps = [[300], [200], [50]].map((s) => torch.randn(s).cuda().requiresGrad_(true));
       const r = new dist.GradientReducer(group, ps, { bucketCapMb: 1000 / (1024 * 1024) });
       r.prepare();
-      tidy(() => ps.map((p, i) => p.mul(p).mul(i + 1).sum()).reduce((a, b) => a.add(b)).backward());
+      tidy(() => lossOf(ps).backward());
       assert.equal((await r.finish()).buckets, r.buckets.length);
       ps.forEach((p, i) => assert.ok(maxDiff(p.grad!, p.mul(2 * (i + 1))) < 1e-5, `grad ${i}`));
       r.dispose();
