@@ -4,5 +4,5 @@ export * as torch from './torch';
 export * as nn from './nn';
 export * as model from './model';
 export * as data from './data';
-export * as dist from './dist';
+export * as dist from './distributed';
 export * from './train';

@@ -5,6 +5,7 @@
 // CPU's native fused kernel (the default there) and as LibTorch ops. Tolerance: 1/255 per pixel on the [0, 1]
 // scale (normalised outputs are compared after multiplying the difference by std). Measured max
 // differences are ~1e-6 (float rounding; hue uses an algebraically equal HSV->RGB form).
+import { PYTHON } from './reference/python';
 import { strict as assert } from 'assert';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -53,7 +54,7 @@ function compare(cases: Case[]): Map<string, number> {
       return { ...rest, input: file, shape: input.shape };
     });
     fs.writeFileSync(path.join(dir, 'spec.json'), JSON.stringify({ cases: spec }));
-    execFileSync('/usr/bin/python3', [path.join(ROOT, 'test', 'reference', 'augment_ref.py'), path.join(dir, 'spec.json')],
+    execFileSync(PYTHON, [path.join(ROOT, 'test', 'reference', 'augment_ref.py'), path.join(dir, 'spec.json')],
       { encoding: 'utf8' });
     const out = new Map<string, number>();
     for (const c of cases) {

@@ -6,7 +6,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as dist from '../lib/dist';
+import * as dist from '../lib/distributed';
 
 const WORKER = path.join(__dirname, 'dist-worker.js');
 

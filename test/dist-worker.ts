@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as torch from '../lib/torch';
-import * as dist from '../lib/dist';
+import * as dist from '../lib/distributed';
 
 // ---- scenarios ----
 

@@ -1,4 +1,4 @@
-// lib/dist in one process: environment parsing (torchrun, Slurm), and on a one-rank Gloo group
+// lib/distributed in one process: environment parsing (torchrun, Slurm), and on a one-rank Gloo group
 // the SyncBatchNorm function against LibTorch's batch_norm, the gradient reducer's bucketing and
 // hooks, and the SyncBatchNorm module swap. The multi-process behaviour is in dist-launch.test.ts
 // and dist-train.test.ts.
@@ -6,7 +6,7 @@ import { strict as assert } from 'assert';
 import * as torch from '../lib/torch';
 import { Tensor, tidy } from '../lib/torch';
 import { BatchNorm1d, BatchNorm2d, Conv2d, Module, Sequential } from '../lib/nn';
-import * as dist from '../lib/dist';
+import * as dist from '../lib/distributed';
 
 const maxDiff = (a: Tensor, b: Tensor): number => tidy(() => a.sub(b).abs().max().item());
 /** sum_i (i + 1) * |p_i|^2 over the parameters not in `skip`: gradient 2 (i + 1) p_i. */

@@ -13,9 +13,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { decodeImage, readImageSize, isImageDecodeError, DecodedImage } from '../lib/data/image';
+import { SYSTEM_PYTHON } from './reference/python';
 
 const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
-const PYTHON = '/usr/bin/python3';
+const PYTHON = SYSTEM_PYTHON;
 const images = ['train', 'heldout'].flatMap((d) =>
   fs.readdirSync(path.join(FIXTURES, 'images', d)).sort().map((f) => path.join(FIXTURES, 'images', d, f)));
 const GOOD_ODD = ['cmyk.jpg', 'gray.jpg', 'gray.png', 'gray16.png', 'rgb16.png', 'palette.png', 'rgba.png',

@@ -17,6 +17,7 @@ import { ImageViews, PAPER_GEOMETRY, Rng, officialGeometry, sampleViews } from '
 import { encodePng } from '../lib/cli/proposals';
 import { listImageFiles as listImages } from '../lib/data';
 import { writeViewSheets } from '../lib/cli/views';
+import { PYTHON } from './reference/python';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const IMAGES = path.join(ROOT, 'test', 'fixtures', 'images');
@@ -37,7 +38,7 @@ function torchvisionDiff(cases: { name: string; op: string; input: Tensor; ours:
       return { ...rest, input: file, shape: input.shape };
     });
     fs.writeFileSync(path.join(dir, 'spec.json'), JSON.stringify({ cases: spec }));
-    execFileSync('/usr/bin/python3', [path.join(ROOT, 'test', 'reference', 'augment_ref.py'), path.join(dir, 'spec.json')]);
+    execFileSync(PYTHON, [path.join(ROOT, 'test', 'reference', 'augment_ref.py'), path.join(dir, 'spec.json')]);
     const out = new Map<string, number>();
     for (const c of cases) {
       const ref = new Float32Array(fs.readFileSync(path.join(dir, `${c.name}.f32`)).buffer.slice(0));

@@ -1,5 +1,6 @@
 // Proposal store: format round trips, torn-tail recovery, index rebuild, the authors' JSON, and
 // the `proposals` CLI end to end on the real fixture photos (interrupt + resume).
+import { SYSTEM_PYTHON } from './reference/python';
 import { strict as assert } from 'assert';
 import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -191,7 +192,7 @@ p.parseAsync(process.argv).catch((e) => { console.error('soco-train: ' + e.messa
       assert.equal(sh.status, 0, sh.stderr);
       const pngs = fs.readdirSync(out).sort();
       assert.equal(pngs.length, 4);
-      const check = spawnSync('/usr/bin/python3', ['-c', `import sys; from PIL import Image
+      const check = spawnSync(SYSTEM_PYTHON, ['-c', `import sys; from PIL import Image
 for f in sys.argv[1:]:
     im = Image.open(f); im.load(); print(im.size[0], im.size[1], im.mode)`, ...pngs.map((p) => path.join(out, p))], { encoding: 'utf8' });
       assert.equal(check.status, 0, check.stderr);

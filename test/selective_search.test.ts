@@ -1,5 +1,6 @@
 // Selective search against the Python reference (bench/selective_search_ref.py: skimage's
 // felzenszwalb + the authors' grouping) on real photos: same segmentation, same boxes.
+import { SYSTEM_PYTHON } from './reference/python';
 import { strict as assert } from 'assert';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -12,7 +13,7 @@ import {
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const REF = path.join(ROOT, 'bench', 'selective_search_ref.py');
-const PY = '/usr/bin/python3';
+const PY = SYSTEM_PYTHON;
 const SKI = '/usr/lib/python3/dist-packages/skimage/data';
 const FIX = path.join(ROOT, 'test', 'fixtures', 'images');
 

@@ -11,8 +11,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { DType, Tensor, TypedArray, liveTensors, load, rand, save, tensor } from '../lib/torch';
 import { Saveable, SerializationError, pythonAttributes } from '../lib/torch/serialize';
+import { PYTHON } from './reference/python';
 
-const PYTHON = '/usr/bin/python3';
 const REF = path.resolve(__dirname, '..', '..', 'test', 'reference', 'serialize_ref.py');
 const ROOT = path.resolve(__dirname, '..', '..');
 const DTYPES: DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'uint8', 'bool'];

@@ -8,8 +8,9 @@ import * as os from 'os';
 import * as path from 'path';
 import * as torch from '../lib/torch';
 import { DType, Tensor } from '../lib/torch';
+import { PYTHON } from './reference/python';
 
-export const PYTHON = '/usr/bin/python3';
+export { PYTHON };
 const SCRIPT = path.resolve(__dirname, '..', '..', 'test', 'reference', 'ops_ref.py');
 
 /** Seeded uniform/normal numbers (mulberry32 + Box-Muller), the same on every run. */

@@ -6,7 +6,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Command } from 'commander';
-import { registerTrainCommands, overridesFromOptions, addConfigFlags } from '../lib/cli/train';
+import { overridesFromOptions, addConfigFlags } from '../lib/cli/train';
+import { buildProgram } from '../lib/cli/main';
 import { resolveConfig } from '../lib/train/config';
 import { ProposalStoreWriter } from '../lib/data/proposal_store';
 import { listImageFiles } from '../lib/train/data_source';
@@ -74,9 +75,7 @@ describe('soco-train train (CLI)', function () {
     assert.equal(resolveConfig({ overrides: overridesFromOptions(parse(['--no-resume'])) }).config.resume, 'never');
     assert.equal(resolveConfig({ overrides: overridesFromOptions(parse(['--resume', 'a/b.pth'])) }).config.resume, path.resolve('a/b.pth'));
     assert.deepEqual(overridesFromOptions(parse([])), {}, 'flags not given do not override a config file');
-    const p = new Command('x');
-    registerTrainCommands(p);
-    assert.deepEqual(p.commands.map((c) => c.name()).sort(), ['demo', 'eval-retrieval', 'plot', 'train']);
+    assert.deepEqual(buildProgram().commands.map((c) => c.name()).sort(), ['demo', 'eval-retrieval', 'export', 'plot', 'proposals', 'train', 'views']);
   });
 
   it('SIGTERM mid-run: checkpoint, exit 0; the same command resumes and finishes with the Detectron2 export', async () => {

@@ -7,14 +7,15 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as torch from '../lib/torch';
-import { SoCoTrainer, BatchSource, TrainBatch } from '../lib/train/trainer';
+import { SoCoTrainer } from '../lib/train/trainer';
 import { TrainConfig } from '../lib/train/config';
-import { createBatchSource, listImageFiles } from '../lib/train/data_source';
+import { BatchSource, TrainBatch, createBatchSource, listImageFiles } from '../lib/train/data_source';
 import { NonFiniteLossError } from '../lib/train/step';
 import { lrAt, tauAt, scaledLr } from '../lib/train/schedules';
 import { ProposalStoreWriter } from '../lib/data/proposal_store';
 import { readImageSize } from '../lib/data/image';
 import { readMetrics } from '../lib/train/metrics';
+import { PYTHON } from './reference/python';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const TRAIN = path.join(ROOT, 'test', 'fixtures', 'images', 'train');
@@ -112,7 +113,7 @@ describe('SoCoTrainer', function () {
     assert.equal(t.step, 6);
     const r = t.exportDetectron2();
     await t.close();
-    const keys = JSON.parse(require('child_process').execFileSync('/usr/bin/python3', ['-c',
+    const keys = JSON.parse(require('child_process').execFileSync(PYTHON, ['-c',
       'import sys, json, torch; d = torch.load(sys.argv[1], weights_only=True); print(json.dumps([d["__author__"], d["matching_heuristics"], sorted(d["model"])]))', r.weights],
     { encoding: 'utf8' })) as [string, boolean, string[]];
     assert.equal(keys[0], 'soco-train');

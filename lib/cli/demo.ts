@@ -9,8 +9,9 @@ import { generate } from './proposals';
 import { resolveConfig, TrainConfig } from '../train/config';
 import { SoCoTrainer } from '../train/trainer';
 import { plotRun } from '../train/plot';
-import { evalRetrieval, RetrievalResult } from '../train/eval_retrieval';
-import { formatConfig, runTraining } from './train';
+import { evalRetrieval } from '../train/eval_retrieval';
+import { formatConfig, runTraining } from './run_training';
+import { formatRetrieval } from './eval_retrieval';
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const DEMO_IMAGES = path.join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
@@ -51,21 +52,6 @@ async function ensureProposals(images: string, store: string, log: (s: string) =
   fs.mkdirSync(path.dirname(store), { recursive: true });
   const r = await generate({ images, out: store, workers: 2, preset: 'paper', maxSide: 0, filter: true, quiet: true });
   if (r.interrupted) throw new Error('interrupted while generating proposals; run the demo again to continue');
-}
-
-export function formatRetrieval(r: RetrievalResult): string {
-  const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
-  const cell = (x: number, n: number, q: number): string => `${pct(x)} (${n}/${q})`.padEnd(22);
-  const lines = [
-    `retrieval on ${r.images} held-out photos: each proposal of a crop view, top-1 among ~${r.gallery.toFixed(0)} proposals of the whole-image views`,
-    `               ${'same proposal'.padEnd(22)} ${'same object (IoU>=0.5)'.padEnd(22)} same image`,
-    `  chance       ${pct(r.chance).padEnd(22)} ${pct(r.chanceObject).padEnd(22)} ${pct(r.chanceImage)}`,
-  ];
-  const row = (name: string, s: RetrievalResult['random']): string =>
-    `  ${name.padEnd(12)} ${cell(s.top1, s.correct, s.queries)} ${cell(s.top1Object, s.correctObject, s.queries)} ${cell(s.top1Image, s.correctImage, s.queries)}`.trimEnd();
-  if (r.pretrained) lines.push(row('pretrained', r.pretrained));
-  lines.push(row('random init', r.random));
-  return lines.join('\n');
 }
 
 export function registerDemoCommand(program: Command): void {

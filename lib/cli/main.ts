@@ -4,14 +4,25 @@ import { registerProposalsCommands } from './proposals';
 import { registerViewsCommand } from './views';
 import { registerTrainCommands } from './train';
 import { registerExportCommand } from './export';
+import { registerPlotCommand } from './plot';
+import { registerEvalRetrievalCommand } from './eval_retrieval';
+import { registerDemoCommand } from './demo';
 
-export async function main(argv: string[]): Promise<void> {
+/** The whole program, every command registered (main() parses argv with it). */
+export function buildProgram(): Command {
   const program = new Command('soco-train')
     .description('SoCo detector pretraining on LibTorch: proposals, views, training, export')
     .showHelpAfterError();
   registerProposalsCommands(program);
   registerViewsCommand(program);
   registerTrainCommands(program);
+  registerPlotCommand(program);
+  registerEvalRetrievalCommand(program);
+  registerDemoCommand(program);
   registerExportCommand(program);
-  await program.parseAsync(argv);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await buildProgram().parseAsync(argv);
 }

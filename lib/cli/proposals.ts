@@ -4,6 +4,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
+import { positiveInt } from './options';
 import * as zlib from 'zlib';
 import { decodeImage, isImageDecodeError, readImageSize } from '../data/image';
 import { listImageFiles } from '../data/image_files';
@@ -13,13 +14,6 @@ import {
 } from '../data/proposal_store';
 import { PRESETS, PresetName, SelectiveSearchParams, fromAuthorsRects, selectiveSearch } from '../data/selective_search';
 
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-    return n;
-  };
-}
 function nonNegInt(name: string) {
   return (v: string): number => {
     const n = Number(v);

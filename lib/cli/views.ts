@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
+import { positiveInt } from './options';
 import { Tensor, tensor, tidy } from '../torch';
 import { ProposalStore } from '../data/proposal_store';
 import { Batch, SoCoLoader, disposeBatch } from '../data/loader';
@@ -181,13 +182,6 @@ export async function writeViewSheets(o: ViewsOptions): Promise<string[]> {
   return written;
 }
 
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-    return n;
-  };
-}
 
 export function registerViewsCommand(program: Command): void {
   program.command('views')

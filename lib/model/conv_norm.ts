@@ -7,7 +7,7 @@ import { kaimingNormal_, zeros_ } from '../nn/init';
 
 export type NormFactory = (channels: number) => BatchNorm;
 
-/** The default: PyTorch BatchNorm2d (momentum 0.1, eps 1e-5). lib/dist swaps in SyncBN. */
+/** The default: PyTorch BatchNorm2d (momentum 0.1, eps 1e-5). lib/distributed swaps in SyncBN. */
 export const batchNorm2d: NormFactory = (c) => new BatchNorm2d(c);
 
 export interface ConvNormOptions extends Omit<Conv2dOptions, 'bias'> {

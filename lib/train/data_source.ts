@@ -8,8 +8,25 @@ import { ProposalStore } from '../data/proposal_store';
 import { GeometryOptions, PAPER_GEOMETRY } from '../data/views_geometry';
 import { listImageFiles } from '../data/image_files';
 import { TrainConfig } from './config';
-import type { BatchSource, TrainBatch } from './trainer';
-import { anchorPairs } from './step';
+import { ViewPair, anchorPairs } from './step';
+
+/** One batch as the trainer consumes it (built from lib/data's loader by the data adapter). */
+export interface TrainBatch {
+  views: SoCoView[];
+  pairs: ViewPair[];
+  /** Images in this batch (this process). */
+  images: number;
+  /** Frees the batch's tensors. */
+  dispose(): void;
+}
+
+/** Deterministic batches: epoch e from iteration i gives the same batches in every run. */
+export interface BatchSource {
+  readonly numImages: number;
+  readonly itersPerEpoch: number;
+  epoch(e: number, startIter: number): AsyncIterator<TrainBatch>;
+  close(): Promise<void>;
+}
 
 /** The image list of --images (lib/data listImageFiles; re-exported for the trainer's users). */
 export { listImageFiles };

@@ -1,5 +1,5 @@
 // lib/train: SoCo training. The public pieces; lib/index.ts re-exports them for `soco-train`.
-export { SoCoTrainer, TrainBatch, BatchSource, CheckpointIO, TrainerHooks, CheckpointEvent, TrainResult } from './trainer';
+export { SoCoTrainer, CheckpointIO, TrainerHooks, CheckpointEvent, TrainResult } from './trainer';
 export {
   TrainConfig, ResolvedConfig, ConfigSources, ConfigError, DEFAULT_CONFIG, CONFIG_FIELDS, PRESETS, PresetName, ABLATIONS,
   resolveConfig, readConfigFile, checkConfig,
@@ -12,4 +12,4 @@ export { CheckpointSaver } from './checkpoint';
 export { MetricRecord, readMetrics } from './metrics';
 export { plotRun } from './plot';
 export { evalRetrieval, RetrievalOptions, RetrievalResult, RetrievalScore, loadOnlineNetwork } from './eval_retrieval';
-export { createBatchSource } from './data_source';
+export { createBatchSource, TrainBatch, BatchSource } from './data_source';

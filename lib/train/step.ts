@@ -51,7 +51,7 @@ export interface StepOptions {
   /** Iteration index, for the error message. */
   step: number;
   lastCheckpoint: string | null;
-  /** Data-parallel gradient averaging around backward (lib/dist's GradientReducer); none in one process. */
+  /** Data-parallel gradient averaging around backward (lib/distributed's GradientReducer); none in one process. */
   gradientSync?: GradientSync;
   /** Absent: float32. */
   precision?: StepPrecision;

@@ -8,7 +8,7 @@
 // states. So iterations k+1.. after a resume from step k repeat those of an uninterrupted run.
 //
 // Several processes (launched by `soco-train train --nproc-per-node N`, torchrun or Slurm): each
-// joins the job in prepare() (lib/dist's initFromEnv), every BatchNorm becomes a SyncBatchNorm,
+// joins the job in prepare() (lib/distributed's initFromEnv), every BatchNorm becomes a SyncBatchNorm,
 // rank 0's state is broadcast, each rank reads its shard of the global batch and gradients are
 // averaged over the ranks before the LARS update, so N ranks train as one process with the whole
 // batch. The ranks agree on a stop before each iteration; rank 0 alone writes files and logs.
@@ -23,28 +23,10 @@ import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources, networkOptio
 import { lrAt, tauAt, scaledLr, LrSchedule, checkLrSchedule } from './schedules';
 import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, residentMiB } from './metrics';
 import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './checkpoint';
-import { GradientSync, NonFiniteLossError, StepPrecision, ViewPair, trainStep } from './step';
+import { GradientSync, NonFiniteLossError, StepPrecision, trainStep } from './step';
 import { LossScaleState, autocastDtype, initialLossScale, updateLossScale } from './amp';
-import { createBatchSource, Shard } from './data_source';
-import { DistContext, GradientReducer, InitOptions, broadcastModule, broadcastTensors, convertSyncBatchNorm, initFromEnv } from '../dist';
-
-/** One batch as the trainer consumes it (built from lib/data's loader by the data adapter). */
-export interface TrainBatch {
-  views: SoCoView[];
-  pairs: ViewPair[];
-  /** Images in this batch (this process). */
-  images: number;
-  /** Frees the batch's tensors. */
-  dispose(): void;
-}
-
-/** Deterministic batches: epoch e from iteration i gives the same batches in every run. */
-export interface BatchSource {
-  readonly numImages: number;
-  readonly itersPerEpoch: number;
-  epoch(e: number, startIter: number): AsyncIterator<TrainBatch>;
-  close(): Promise<void>;
-}
+import { BatchSource, createBatchSource, Shard } from './data_source';
+import { DistContext, GradientReducer, InitOptions, broadcastModule, broadcastTensors, convertSyncBatchNorm, initFromEnv } from '../distributed';
 
 /** Writes and reads checkpoint state (lib/torch's PyTorch-format save/load). */
 export interface CheckpointIO {
@@ -60,7 +42,7 @@ export interface TrainerHooks {
   createBatchSource(config: TrainConfig, device: string, log: (m: string) => void, shard: Shard): Promise<BatchSource>;
   /** Default: lib/torch's save/load (PyTorch zip format, atomic writes). */
   io: CheckpointIO;
-  /** Joins the multi-process job this process belongs to; null: train alone (default: lib/dist's initFromEnv). */
+  /** Joins the multi-process job this process belongs to; null: train alone (default: lib/distributed's initFromEnv). */
   initDist(o: InitOptions): Promise<DistContext | null>;
 }
 

@@ -5,8 +5,9 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Tensor, tensor, tidy } from '../../lib/torch';
+import { PYTHON } from './python';
 
-export const PYTHON = '/usr/bin/python3';
+export { PYTHON };
 export const SOCO_REF = path.resolve(__dirname, '..', '..', '..', 'test', 'reference', 'soco_ref.py');
 
 export function writeBundle(dir: string, tensors: Record<string, Tensor>): void {

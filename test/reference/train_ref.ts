@@ -2,8 +2,9 @@
 // the training maths is checked against PyTorch computing the same thing on the same numbers.
 import { execFileSync } from 'child_process';
 import * as path from 'path';
+import { PYTHON } from './python';
 
-export const PYTHON = '/usr/bin/python3';
+export { PYTHON };
 const SCRIPT = path.resolve(__dirname, '..', '..', '..', 'test', 'reference', 'train_ref.py');
 
 export function pythonReference<T>(request: object): T {

@@ -1,4 +1,4 @@
-// lib/dist: multi-process training on c10d. A worker calls initFromEnv() (torchrun or Slurm
+// lib/distributed: multi-process training on c10d. A worker calls initFromEnv() (torchrun or Slurm
 // variables), wraps its BatchNorms with convertSyncBatchNorm(), broadcasts rank 0's state with
 // broadcastModule(), averages gradients with a GradientReducer and leaves the loop when
 // ctx.stop.agreed(). `soco-train train --nproc-per-node N` starts the workers through launch().
