@@ -10,7 +10,8 @@
         "native/tensor.cc",
         "native/image.cc",
         "native/proposals.cc",
-        "native/dist.cc"
+        "native/dist.cc",
+        "native/torchscript.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

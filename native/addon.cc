@@ -7,6 +7,7 @@ namespace soco {
 void InitImage(Napi::Env env, Napi::Object exports);
 void InitProposals(Napi::Env env, Napi::Object exports);
 void InitDist(Napi::Env env, Napi::Object exports);
+void InitTorchScript(Napi::Env env, Napi::Object exports);
 }  // namespace soco
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -14,6 +15,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   soco::InitImage(env, exports);
   soco::InitProposals(env, exports);
   soco::InitDist(env, exports);
+  soco::InitTorchScript(env, exports);
   return exports;
 }
 

@@ -1,6 +1,7 @@
 // `soco-train export`: a training checkpoint's ONLINE detector weights for Detectron2, as a
 // torch.load-able .pth (PyTorch zip, readable with weights_only=True) or Detectron2's own .pkl,
-// plus the Detectron2 config keys (and optionally a ready YAML) to fine-tune with.
+// plus the Detectron2 config keys (and optionally a ready YAML) to fine-tune with; or, with
+// --format torchscript, its feature extractor as a TorchScript module (lib/model/torchscript.ts).
 import { Command, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -9,6 +10,8 @@ import { StateDict } from '../nn';
 import {
   Detectron2Arch, Detectron2Export, SoCoModel, SoCoNetwork, SoCoNetworkOptions, detectron2Pickle, detectron2Yaml, exportDetectron2,
 } from '../model';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../data/augment';
+import { saveTorchScript } from '../model/torchscript';
 
 /** The online network's entries of a checkpoint, without the 'online.' prefix. */
 function onlineStateOf(ckpt: unknown, file: string): StateDict {
@@ -66,8 +69,8 @@ export function writeDetectron2Export(model: SoCoModel | SoCoNetwork, out: strin
   return { ...exp, weights: path.resolve(out), yaml: o.yaml ? path.resolve(o.yaml) : undefined };
 }
 
-/** Reads a soco-train checkpoint and exports its online network (the `export` command). */
-export function exportCheckpoint(checkpoint: string, out: string, o: { arch?: Detectron2Arch; format?: 'pth' | 'pkl'; yaml?: string } = {}): ExportFileResult {
+/** Runs `fn` on the online network of a soco-train checkpoint, its detector part loaded. */
+function withCheckpointNetwork<T>(checkpoint: string, fn: (net: SoCoNetwork) => T): T {
   if (!fs.existsSync(checkpoint)) throw new Error(`--checkpoint ${checkpoint}: no such file`);
   const ckpt = load(checkpoint);
   try {
@@ -79,10 +82,20 @@ export function exportCheckpoint(checkpoint: string, out: string, o: { arch?: De
       for (const [k, v] of Object.entries(sd)) if (k.startsWith(`${part}.`)) sub[k.slice(part.length + 1)] = v;
       net[part].loadStateDict(sub, true);
     }
-    return writeDetectron2Export(net, out, o);
+    return fn(net);
   } finally {
     disposeAll(ckpt);
   }
+}
+
+/** Reads a soco-train checkpoint and exports its online network for Detectron2 (the `export` command). */
+export function exportCheckpoint(checkpoint: string, out: string, o: { arch?: Detectron2Arch; format?: 'pth' | 'pkl'; yaml?: string } = {}): ExportFileResult {
+  return withCheckpointNetwork(checkpoint, (net) => writeDetectron2Export(net, out, o));
+}
+
+/** Reads a soco-train checkpoint and writes its feature extractor as TorchScript (`export --format torchscript`). */
+export function exportTorchScript(checkpoint: string, out: string): { file: string; outputs: string[] } {
+  return withCheckpointNetwork(checkpoint, (net) => saveTorchScript(net, out));
 }
 
 function disposeAll(v: unknown): void {
@@ -99,16 +112,36 @@ export function formatConfigKeys(cfg: Detectron2Export['config']): string {
   return Object.entries(cfg).map(([k, v]) => `  ${k} ${val(v)}`).join('\n');
 }
 
+/** What `export --format torchscript` prints: the file, how to load it, and its input and outputs. */
+function describeTorchScript(r: { file: string; outputs: string[] }): string {
+  const tuple = (v: number[]): string => `(${v.join(', ')})`;
+  return [
+    `wrote ${r.file} (TorchScript feature extractor, BatchNorm with the checkpoint's statistics)`,
+    `  load: torch.jit.load('${r.file}') in Python, torch::jit::load("${r.file}") in C++; neither needs soco-train`,
+    `  forward(images): float [N, 3, H, W] RGB in [0, 1] normalised with mean ${tuple(IMAGENET_MEAN)} and std ${tuple(IMAGENET_STD)}`,
+    `    -> Dict[str, Tensor] ${r.outputs.join(', ')}`,
+    '  to fine-tune in Detectron2, export --format pth or pkl instead (MODEL.WEIGHTS)',
+  ].join('\n');
+}
+
+type ExportFormat = 'pth' | 'pkl' | 'torchscript';
+
 export function registerExportCommand(program: Command): void {
   program.command('export')
-    .description("write a checkpoint's online detector weights for Detectron2 (MODEL.WEIGHTS) and print the config keys")
+    .description("write a checkpoint's online detector weights for Detectron2 (MODEL.WEIGHTS) and print the config keys, or its feature extractor as TorchScript")
     .requiredOption('--checkpoint <file>', 'soco-train training checkpoint (e.g. RUN/last.pth)')
-    .requiredOption('--out <file>', 'output weights: .pth (torch.load, weights_only=True) or .pkl (Detectron2 pickle)')
+    .requiredOption('--out <file>', 'output: .pth (torch.load, weights_only=True) or .pkl (Detectron2 pickle); with --format torchscript a torch.jit.load-able file')
     .addOption(new Option('--arch <arch>', 'Detectron2 architecture to export to (default: the one trained)').choices(['fpn', 'c4']))
-    .addOption(new Option('--format <format>', 'file format (default: from the --out extension)').choices(['pth', 'pkl']))
+    .addOption(new Option('--format <format>', 'pth, pkl (Detectron2 weights; default: from the --out extension) or torchscript (feature extractor for deployment)').choices(['pth', 'pkl', 'torchscript']))
     .option('--config-out <file>', 'also write a ready Detectron2 YAML config (Mask R-CNN 1x) pointing at --out')
-    .action((opts: { checkpoint: string; out: string; arch?: Detectron2Arch; format?: 'pth' | 'pkl'; configOut?: string }) => {
-      const r = exportCheckpoint(opts.checkpoint, opts.out, { arch: opts.arch, format: opts.format, yaml: opts.configOut });
+    .action((opts: { checkpoint: string; out: string; arch?: Detectron2Arch; format?: ExportFormat; configOut?: string }) => {
+      if (opts.format === 'torchscript') {
+        if (opts.arch) throw new Error('--arch chooses a Detectron2 layout: it does not apply to --format torchscript (the module is the network as trained)');
+        if (opts.configOut) throw new Error('--config-out writes a Detectron2 config: it does not apply to --format torchscript');
+        console.log(describeTorchScript(exportTorchScript(opts.checkpoint, opts.out)));
+        return;
+      }
+      const r = exportCheckpoint(opts.checkpoint, opts.out, { arch: opts.arch, format: opts.format as 'pth' | 'pkl' | undefined, yaml: opts.configOut });
       const n = Object.keys(r.checkpoint.model).length;
       const lines = [
         `wrote ${r.weights} (${n} tensors, Detectron2 ${r.arch === 'fpn' ? 'R-FPN' : 'R-C4'})`,

@@ -11,3 +11,4 @@ export { SoCoNetwork, SoCoNetworkOptions, PAPER_NETWORK, resolveNetworkOptions }
 export { SoCoModel, SoCoModelOptions, SoCoView, SoCoOutput, checkViews } from './soco';
 export { exportDetectron2, detectron2Config, detectron2Yaml, Detectron2Arch, Detectron2Checkpoint, Detectron2Export } from './export';
 export { detectron2Pickle } from './detectron2_pickle';
+export { saveTorchScript, featureExtractorSpec, featureNames, ScriptModuleSpec } from './torchscript';
