@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # System packages: Debian's CPU LibTorch, Gloo headers for c10d, image codecs, and the Python
 # reference stack the tests and benchmarks compare against.
 APT_PACKAGES=(cmake g++ libtorch-dev libgloo-dev libjpeg-dev libpng-dev libwebp-dev libdeflate-dev
-  python3-torch python3-torchvision python3-skimage python3-opencv python3-pil)
+  python3-torch python3-torchvision python3-skimage python3-opencv python3-pil python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,6 +17,18 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# TensorBoard's own event reader, which the tests read OUT/tb back with: a virtualenv outside the
+# clone (shared by clones and worktrees), rebuilt only when the pinned version changes.
+TENSORBOARD_VERSION=2.20.0
+tb_venv="${XDG_CACHE_HOME:-$HOME/.cache}/soco-train/tensorboard"
+if [ "$(cat "$tb_venv/.version" 2>/dev/null)" != "$TENSORBOARD_VERSION" ]; then
+  echo "setup: TensorBoard $TENSORBOARD_VERSION reader in $tb_venv"
+  rm -rf "$tb_venv"
+  /usr/bin/python3 -m venv "$tb_venv"
+  "$tb_venv/bin/pip" install -q --disable-pip-version-check "tensorboard==$TENSORBOARD_VERSION"
+  echo "$TENSORBOARD_VERSION" > "$tb_venv/.version"
 fi
 
 # npm packages; `npm ci` also compiles the addon (install script) and the TypeScript (prepare).

@@ -98,6 +98,7 @@ export function registerDemoCommand(program: Command): void {
         `  Detectron2 weights ${exported.weights}`,
         `  fine-tuning YAML   ${exported.config}`,
         `  metrics            ${path.join(trainer.outDir, 'metrics.jsonl')}`,
+        `  TensorBoard        ${path.join(trainer.outDir, 'tb')} (tensorboard --logdir ${trainer.outDir})`,
         `  plots              ${Object.values(plots).join(', ')}`,
         `  retrieval          ${path.join(out, 'retrieval.json')}`,
       ].join('\n'));

@@ -18,8 +18,9 @@ export interface MetricRecord {
   /** Seconds per iteration over the window, and the fraction of it spent waiting for data. */
   secPerIter: number;
   dataWaitFrac: number;
-  /** Resident memory of this process in MiB (and device memory where the backend reports it). */
+  /** Resident memory of this process in MiB, its peak so far (and device memory where the backend reports it). */
   memoryMiB: number;
+  peakMemoryMiB?: number;
   deviceMemoryMiB?: number;
   /** Mean per-dimension std of L2-normalised online embeddings; ~1/sqrt(D) healthy, ~0 collapsed. */
   embeddingStd: number;
@@ -156,4 +157,9 @@ export function isCollapsed(embeddingStd: number, dim: number, fraction = 0.1): 
 
 export function residentMiB(): number {
   return process.memoryUsage().rss / (1 << 20);
+}
+
+/** The most resident memory this process has held (getrusage's maxrss). */
+export function peakResidentMiB(): number {
+  return process.resourceUsage().maxRSS / 1024;
 }

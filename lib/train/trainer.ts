@@ -11,7 +11,8 @@
 // joins the job in prepare() (lib/distributed's initFromEnv), every BatchNorm becomes a SyncBatchNorm,
 // rank 0's state is broadcast, each rank reads its shard of the global batch and gradients are
 // averaged over the ranks before the LARS update, so N ranks train as one process with the whole
-// batch. The ranks agree on a stop before each iteration; rank 0 alone writes files and logs.
+// batch. The ranks agree on a stop before each iteration; rank 0 alone writes files and logs
+// (metrics.jsonl and the same records as TensorBoard events in tb/).
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -21,7 +22,8 @@ import { SoCoModel, SoCoView, exportDetectron2, detectron2Yaml } from '../model'
 import { LARS } from './lars';
 import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources, networkOptions } from './config';
 import { lrAt, tauAt, scaledLr, LrSchedule, checkLrSchedule } from './schedules';
-import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, residentMiB } from './metrics';
+import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, peakResidentMiB, residentMiB } from './metrics';
+import { TensorBoardWriter } from './tensorboard';
 import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './checkpoint';
 import { GradientSync, NonFiniteLossError, StepPrecision, trainStep } from './step';
 import { LossScaleState, autocastDtype, initialLossScale, updateLossScale } from './amp';
@@ -368,6 +370,7 @@ export class SoCoTrainer extends EventEmitter {
     const ipe = data.itersPerEpoch;
     const main = this.isMain;
     const metrics = main ? new MetricsWriter(this.outDir, this.step) : null;
+    const tensorboard = main ? new TensorBoardWriter(this.outDir, this.step) : null;
     const tp = new Throughput();
     const reducer = this.reducer;
     // Averages the gradients over the ranks between backward and the LARS update; the hooks start
@@ -416,10 +419,11 @@ export class SoCoTrainer extends EventEmitter {
               const rec: MetricRecord = {
                 iter: this.step, epoch: Math.floor((this.step - 1) / ipe), loss: g.loss, lr, tau,
                 imagesPerSec: w.imagesPerSec, secPerIter: w.secPerIter, dataWaitFrac: w.dataWaitFrac,
-                memoryMiB: residentMiB(), embeddingStd: r.embeddingStd, pairs: g.pairs, time: Date.now(),
+                memoryMiB: residentMiB(), peakMemoryMiB: peakResidentMiB(), embeddingStd: r.embeddingStd, pairs: g.pairs, time: Date.now(),
                 ...(this.lossScale ? { lossScale: this.lossScale.scale } : {}),
               };
               metrics.write(rec);
+              tensorboard?.write(rec);
               const line = progressLine(rec, { epochs: Math.ceil(this.totalIters / ipe), totalIters: this.totalIters, etaSeconds: tp.meanStepSeconds * (this.totalIters - this.step) });
               this.emit('log', rec, line);
               if (isCollapsed(r.embeddingStd, c.embedDim) && !collapseWarned) {
@@ -442,6 +446,7 @@ export class SoCoTrainer extends EventEmitter {
       if (this.ctx) await this.ctx.group.barrier();
     } finally {
       metrics?.close();
+      tensorboard?.close();
     }
     return { steps: this.step, stoppedEarly: this.step < this.totalIters, lastCheckpoint: this.lastCheckpoint, finalLoss };
   }
