@@ -105,6 +105,22 @@ describe('soco-train train (CLI)', function () {
     assert.ok(fs.existsSync(path.join(out, 'detectron2.pth')));
   });
 
+  it('--arch c4 alone trains: the architecture brings its view layout (V1 and V2, no jitter)', async () => {
+    const out = path.join(dir, 'c4');
+    const r = await cli(['train', '--arch', 'c4', '--images', TRAIN, '--proposals', path.join(dir, 'p.store'), '--out', out, '--depth', '18',
+      '--batch-size', '2', '--max-iters', '2', '--warmup-epochs', '1', '--epochs', '1', '--v1-size', '96', '--v2-size', '96',
+      '--projector-hidden', '64', '--predictor-hidden', '64', '--embed-dim', '32', '--log-every', '1', '--prefetch', '1']);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /arch\s+c4\s+\(flag\)/);
+    assert.match(r.out, /multiView\s+false\s+\(arch c4\)/);
+    assert.match(r.out, /jitter\s+false\s+\(arch c4\)/);
+    assert.match(r.out, /done: 2 iterations/);
+    const saved = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { arch: string; multiView: boolean };
+    assert.deepEqual([saved.arch, saved.multiView], ['c4', false]);
+    // Only V1 and V2: one view pair in the log.
+    assert.deepEqual(Object.keys((JSON.parse(fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n')[0]) as { pairs: object }).pairs), ['v1-v2']);
+  });
+
   it('errors before any work exit 1 with the message', async () => {
     const r = await cli(['train', '--images', path.join(dir, 'missing'), '--out', path.join(dir, 'x'), '--proposals', path.join(dir, 'p.store')]);
     assert.equal(r.code, 1);

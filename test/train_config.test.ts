@@ -100,6 +100,22 @@ describe('train config', () => {
     assert.equal(c.resume, 'never');
   });
 
+  it('arch c4 from a flag or a file brings the c4 view layout for the keys the user left unset, as --preset c4', () => {
+    const layout = (c: TrainConfig): unknown[] => [c.arch, c.multiView, c.jitter, c.socoStar, c.poolAllLevels, c.cropScale];
+    const flag = resolveConfig({ overrides: { arch: 'c4' } });
+    assert.deepEqual(layout(flag.config), layout(resolveConfig({ presets: 'c4' }).config));
+    assert.equal(flag.origin.multiView, 'arch c4');
+    assert.equal(flag.origin.arch, 'flag');
+    // With the authors' preset: the same as --preset official,c4 (their C4 crop scale, no all-level pooling).
+    assert.deepEqual(layout(resolveConfig({ presets: 'official', overrides: { arch: 'c4' } }).config), layout(resolveConfig({ presets: 'official,c4' }).config));
+    const file = path.join(dir, 'c4.yaml');
+    fs.writeFileSync(file, 'arch: c4\njitter: true\n');
+    const fromFile = resolveConfig({ file });
+    assert.deepEqual(layout(fromFile.config), ['c4', false, true, false, false, [0.5, 1]], 'the file\'s own jitter stays');
+    assert.equal(fromFile.origin.jitter, `file ${file}`);
+    assert.equal(resolveConfig({ overrides: { arch: 'c4', jitter: 'true' } }).config.jitter, true, 'a flag stays');
+  });
+
   it('errors name the key, the expected type and the source', () => {
     const bad = path.join(dir, 'bad.json');
     fs.writeFileSync(bad, JSON.stringify({ batchSize: 'big' }));
@@ -113,7 +129,8 @@ describe('train config', () => {
     assert.throws(() => resolveConfig({ overrides: { tau0: '1.5' } }), /flag --tau0: tau0 must be in \[0, 1\], got 1.5/);
     assert.throws(() => resolveConfig({ overrides: { cropScale: '0.5' } }), /flag --crop-scale: cropScale must be two numbers/);
     assert.throws(() => resolveConfig({ presets: 'offical' }), /unknown preset 'offical' \(known: paper, official, soco-star, c4\)/);
-    assert.throws(() => resolveConfig({ overrides: { arch: 'c4' } }), /arch c4 uses views V1 and V2 only/);
+    assert.throws(() => resolveConfig({ overrides: { arch: 'c4', multiView: true } }), /arch c4 uses views V1 and V2 only: multiView must be false/);
+    assert.throws(() => resolveConfig({ presets: 'c4', overrides: { socoStar: true } }), /arch c4 uses views V1 and V2 only: socoStar must be false/);
     assert.throws(() => resolveConfig({ overrides: { warmupEpochs: 20, epochs: 10 } }), /warmupEpochs \(20\) exceeds epochs \(10\)/);
   });
 

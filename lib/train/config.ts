@@ -18,7 +18,7 @@ export interface TrainConfig extends SoCoNetworkOptions {
   images: string;
   /** Proposal store made by `soco-train proposals` for the same images. Unused for proposalSource random/whole-image. */
   proposals: string;
-  /** Output folder: checkpoints, metrics.jsonl, config.json, Detectron2 export. */
+  /** Output folder: checkpoints, metrics.jsonl, TensorBoard events (tb/), config.json, Detectron2 export. */
   out: string;
   device: 'auto' | 'cpu' | 'cuda';
   /** auto = bf16 autocast on CUDA, fp32 on CPU. */
@@ -337,6 +337,12 @@ export function resolveConfig(src: ConfigSources = {}): ResolvedConfig {
     }
     set(part, 'flag');
   }
+  // Choosing arch c4 in a file or a flag brings its view layout, as --preset c4 does, for the keys
+  // the user did not set (a c4 run with an explicit --multi-view true is still refused below).
+  if (config.arch === 'c4' && !names.includes('c4')) {
+    const byUser = (k: string): boolean => /^(flag|file )/.test(origin[k as keyof TrainConfig]);
+    set(Object.fromEntries(Object.entries(PRESETS.c4.apply(config)).filter(([k]) => !byUser(k))), 'arch c4');
+  }
   checkConfig(config);
   return { config, origin, presets: names as PresetName[] };
 }
@@ -348,7 +354,7 @@ export function checkConfig(c: TrainConfig): void {
   if (c.cropRatio[0] > c.cropRatio[1] || c.cropRatio[0] <= 0) fail(`cropRatio must be 0 < min <= max, got ${c.cropRatio}`);
   const t = c.levelThresholds;
   if (!(t[0] < t[1] && t[1] < t[2])) fail(`levelThresholds must increase, got ${t}`);
-  if (c.arch === 'c4' && (c.socoStar || c.multiView)) fail('arch c4 uses views V1 and V2 only: set multiView false and socoStar false (preset c4 does)');
+  if (c.arch === 'c4' && (c.socoStar || c.multiView)) fail(`arch c4 uses views V1 and V2 only: ${c.multiView ? 'multiView' : 'socoStar'} must be false (leave it unset and arch c4 sets it)`);
   if (c.arch === 'c4' && c.poolAllLevels) fail('poolAllLevels applies to arch fpn only');
   if (c.socoStar && !c.multiView) fail('socoStar adds V4 to V1, V2 and V3: it needs multiView true');
   if (!c.fpn && c.poolAllLevels) fail('poolAllLevels needs fpn');
