@@ -141,7 +141,7 @@ export function registerExportCommand(program: Command): void {
         console.log(describeTorchScript(exportTorchScript(opts.checkpoint, opts.out)));
         return;
       }
-      const r = exportCheckpoint(opts.checkpoint, opts.out, { arch: opts.arch, format: opts.format as 'pth' | 'pkl' | undefined, yaml: opts.configOut });
+      const r = exportCheckpoint(opts.checkpoint, opts.out, { arch: opts.arch, format: opts.format, yaml: opts.configOut });
       const n = Object.keys(r.checkpoint.model).length;
       const lines = [
         `wrote ${r.weights} (${n} tensors, Detectron2 ${r.arch === 'fpn' ? 'R-FPN' : 'R-C4'})`,
