@@ -98,10 +98,12 @@ describe('TorchScript export', function () {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-torchscript-'));
     x = await photos();
     writeF32(path.join(tmp, 'images.f32'), x);
-    // The C++ user's side: a program linked against LibTorch only, rebuilt when its source changes.
+    // The C++ user's side: a program linked against LibTorch only, rebuilt when its source or the
+    // addon changed (a rebuilt addon may be against another LibTorch).
     const src = path.join(ROOT, 'test', 'cpp', 'jit_forward.cc');
     jitForward = path.join(ROOT, 'build', 'test', 'jit_forward');
-    if (!fs.existsSync(jitForward) || fs.statSync(jitForward).mtimeMs < fs.statSync(src).mtimeMs) {
+    const inputs = [src, path.join(ROOT, 'build', 'Release', 'soco_train.node')].filter((f) => fs.existsSync(f));
+    if (!fs.existsSync(jitForward) || inputs.some((f) => fs.statSync(jitForward).mtimeMs < fs.statSync(f).mtimeMs)) {
       fs.mkdirSync(path.dirname(jitForward), { recursive: true });
       const flags = (what: string): string[] => execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'torch-paths.js'), what], { encoding: 'utf8' }).trim().split(/\s+/).filter(Boolean);
       execFileSync('g++', ['-std=c++17', '-O1', ...flags('include').map((d) => `-I${d}`), ...flags('cflags'), src, ...flags('libs'), '-o', jitForward], { stdio: 'inherit' });
