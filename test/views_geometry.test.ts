@@ -62,14 +62,18 @@ function bbox(im: Img): Box | null {
   return x1 === Infinity ? null : [x1, y1, x2, y2];
 }
 
+/** The authors' view layout with the paper's continuous box path (boxPipeline 'paper'): what these
+ * properties hold for. The authors' own box path is checked in test/views_official.test.ts. */
+const officialLayout = (arch: 'fpn' | 'c4' = 'fpn', socoStar = false): GeometryOptions => ({ ...officialGeometry(arch, socoStar), boxPipeline: 'paper' });
+
 const presets: [string, GeometryOptions][] = [
   ['paper', { ...PAPER_GEOMETRY, jitter: false }],
   ['paper soco*', { ...PAPER_GEOMETRY, socoStar: true, jitter: false }],
-  ['official', { ...officialGeometry('fpn'), jitter: false }],
-  ['official soco*', { ...officialGeometry('fpn', true), jitter: false }],
-  ['official c4', officialGeometry('c4')],
+  ['official layout', { ...officialLayout('fpn'), jitter: false }],
+  ['official layout soco*', { ...officialLayout('fpn', true), jitter: false }],
+  ['official layout c4', officialLayout('c4')],
   ['paper small sizes', { ...PAPER_GEOMETRY, jitter: false, v1Size: 128, v2Size: 96, v3Size: 48 }],
-  ['official soco* other sizes', { ...officialGeometry('fpn', true), jitter: false, v1Size: 160, v2Size: 144, v3Size: 64, v4Size: 96 }],
+  ['official layout soco* other sizes', { ...officialLayout('fpn', true), jitter: false, v1Size: 160, v2Size: 144, v3Size: 64, v4Size: 96 }],
   ['paper no V3', { ...PAPER_GEOMETRY, jitter: false, multiView: false, v2Size: 112 }],
 ];
 
@@ -121,7 +125,7 @@ describe('view geometry', function () {
     }
     let padded = 0;
     for (let t = 0; t < 200; t++) {
-      for (const o of [PAPER_GEOMETRY, officialGeometry('fpn')]) {
+      for (const o of [PAPER_GEOMETRY, officialLayout('fpn')]) {
         const iv = sampleViews(new Rng(mixSeed(9, t)), 340, 250, t % 2 ? props : props.slice(0, 3), o);
         assert.equal(iv.ids.length, 4);
         for (const v of iv.views) assert.equal(v.boxes.length, 4);
@@ -145,7 +149,7 @@ describe('view geometry', function () {
   });
 
   it('uses the whole image when an image has no proposals', function () {
-    const iv = sampleViews(new Rng(5), 300, 200, [], officialGeometry('fpn'));
+    const iv = sampleViews(new Rng(5), 300, 200, [], officialLayout('fpn'));
     assert.ok(iv.fallback);
     assert.deepEqual(iv.ids, [-1, -1, -1, -1]);
     for (const v of iv.views.slice(1)) for (const b of v.boxes) assert.deepEqual(b.map((x) => Math.round(x * 1e6) / 1e6), [0, 0, v.width, v.height]);
@@ -155,7 +159,7 @@ describe('view geometry', function () {
     const props: Box[] = [[40, 40, 200, 180]];
     let jittered = 0, n = 0;
     for (let t = 0; t < 400; t++) {
-      const o = { ...officialGeometry('fpn'), k: 1 };
+      const o = { ...officialLayout('fpn'), k: 1 };
       const a = sampleViews(new Rng(t), 320, 240, props, { ...o, jitter: false });
       const b = sampleViews(new Rng(t), 320, 240, props, o);
       assert.deepEqual(a.views.slice(1).map((v) => v.boxes), b.views.slice(1).map((v) => v.boxes));

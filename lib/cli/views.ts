@@ -1,17 +1,19 @@
 // `soco-train views --images DIR --proposals FILE --out DIR [--n 16]`: contact sheets of what the
 // loader feeds the model (the paper's Figure 1, for real data): per image one row with every view
 // after augmentation (de-normalised for display), each sampled proposal drawn in every view,
-// numbered by its proposal index and coloured by the FPN level it is pooled from.
+// numbered by its proposal index and coloured by the FPN level it is pooled from. A column per box
+// set: the authors' pipeline draws V1's boxes once per pair, so V1 shows once per pair (V1-V2, V1-V3).
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { positiveInt } from './options';
 import { Tensor, tensor, tidy } from '../torch';
-import { ProposalStore } from '../data/proposal_store';
+import { listImageFiles } from '../data/image_files';
+import { openProposals } from '../train/data_source';
 import { Batch, SoCoLoader, disposeBatch } from '../data/loader';
 import { ViewAugmentation } from '../data/augment';
 import { PAPER_GEOMETRY, officialGeometry } from '../data/views_geometry';
-import { encodePng, listImages } from './proposals';
+import { encodePng } from './proposals';
 
 /** P2, P3, P4, P5. */
 export const LEVEL_COLOURS: [number, number, number][] = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 165, 30]];
@@ -89,37 +91,45 @@ function toDisplay(x: Tensor, aug: ViewAugmentation): Uint8Array {
 const GAP = 8;
 const HEADER = 22;
 
-/** One sheet for a batch: a row per image, a column per view. */
+/** One sheet for a batch: a row per image, a column per box set (paper: per view). */
 export function contactSheet(b: Batch, augmentations: readonly ViewAugmentation[]): { png: Buffer; width: number; height: number } {
   const n = b.views[0].size(0);
-  const sizes = b.views.map((v) => [v.size(3), v.size(2)]);
+  const sizes = b.sets.map((s) => [b.views[s.view].size(3), b.views[s.view].size(2)]);
   const width = GAP + sizes.reduce((a, [w]) => a + w + GAP, 0);
   const rowH = Math.max(...sizes.map(([, h]) => h));
   const height = HEADER + GAP + n * (rowH + GAP);
   const c = new Canvas(width, height, 255);
-  // Legend: view names over the columns, the level colours next to V1's.
+  // Legend: view names over the columns (a view with several sets: with its pair's), the level
+  // colours after the first.
+  const label = (s: number): string => {
+    const view = b.sets[s].view;
+    if (b.sets.filter((t) => t.view === view).length < 2) return `V${view + 1}`;
+    return [view, ...b.pairs.filter((p) => p.a === s).map((p) => b.sets[p.b].view)].map((v) => `V${v + 1}`).join('-');
+  };
   let x = GAP;
-  sizes.forEach(([w], v) => { c.text(`V${v + 1}`, x, 4, [0, 0, 0], null); x += w + GAP; });
-  LEVEL_COLOURS.forEach((col, l) => c.text(`P${l + 2}`, GAP + 40 + l * 36, 4, [255, 255, 255], col));
+  sizes.forEach(([w], s) => { c.text(label(s), x, 4, [0, 0, 0], null); x += w + GAP; });
+  const legend = GAP + label(0).length * 8 + 10;
+  LEVEL_COLOURS.forEach((col, l) => c.text(`P${l + 2}`, legend + l * 36, 4, [255, 255, 255], col));
   const k = b.ids.size(1);
-  const ids = b.ids.toArray();
-  const boxes = b.boxes.map((t) => t.toArray());
-  const levels = b.levels.map((t) => t.toArray());
+  const ids = b.sets.map((s) => s.ids.toArray());
+  const boxes = b.sets.map((s) => s.boxes.toArray());
+  const levels = b.sets.map((s) => s.levels.toArray());
   const pixels = b.views.map((v, i) => toDisplay(v, augmentations[i]));
   for (let i = 0; i < n; i++) {
     const y0 = HEADER + GAP + i * (rowH + GAP);
     let x0 = GAP;
-    b.views.forEach((_, v) => {
-      const [w, h] = sizes[v];
-      c.blit(pixels[v].subarray(i * w * h * 3, (i + 1) * w * h * 3), w, h, x0, y0);
+    b.sets.forEach(({ view }, s) => {
+      const [w, h] = sizes[s];
+      c.blit(pixels[view].subarray(i * w * h * 3, (i + 1) * w * h * 3), w, h, x0, y0);
       const drawn = new Set<string>();
       for (let j = 0; j < k; j++) {
-        const bx = boxes[v].slice((i * k + j) * 4, (i * k + j + 1) * 4);
+        const bx = boxes[s].slice((i * k + j) * 4, (i * k + j + 1) * 4);
         const key = bx.map((q) => q.toFixed(1)).join(',');
         if (drawn.has(key)) continue;  // padded duplicates (K > proposals in common)
         drawn.add(key);
-        const id = ids[i * k + j];
-        const col = id < 0 ? FALLBACK_COLOUR : LEVEL_COLOURS[levels[v][i * k + j]];
+        const id = ids[s][i * k + j];
+        const level = levels[s][i * k + j];
+        const col = id < 0 || level < 0 ? FALLBACK_COLOUR : LEVEL_COLOURS[level];
         const shifted = [bx[0] + x0, bx[1] + y0, bx[2] + x0, bx[3] + y0];
         c.rect(shifted, col, 2, [x0, y0, w, h]);
         c.text(String(id), Math.max(x0, Math.round(shifted[0])), Math.max(y0, Math.round(shifted[1])), [0, 0, 0], col);
@@ -146,15 +156,15 @@ export interface ViewsOptions {
 export async function writeViewSheets(o: ViewsOptions): Promise<string[]> {
   if (!fs.existsSync(o.images) || !fs.statSync(o.images).isDirectory()) throw new Error(`--images ${o.images}: not a directory`);
   if (!fs.existsSync(o.proposals)) throw new Error(`--proposals ${o.proposals}: no such file`);
-  const files = listImages(o.images);
+  const files = listImageFiles(o.images);
   if (!files.length) throw new Error(`--images ${o.images}: no JPEG, PNG or WebP files found`);
-  const store = ProposalStore.open(o.proposals);
+  const { store, lookup } = openProposals(o.proposals, o.images, files);
   const written: string[] = [];
   try {
     const geometry = o.layout === 'official' ? officialGeometry('fpn') : PAPER_GEOMETRY;
     const n = Math.min(o.n, files.length);
     const loader = new SoCoLoader({
-      root: o.images, files, proposals: store, batchSize: Math.min(n, o.perSheet), seed: o.seed, dropLast: false,
+      root: o.images, files, proposals: lookup, batchSize: Math.min(n, o.perSheet), seed: o.seed, dropLast: false,
       device: o.device, geometry, prefetch: 1, maxBadFraction: 0.5,
     });
     fs.mkdirSync(o.out, { recursive: true });
@@ -174,7 +184,7 @@ export async function writeViewSheets(o: ViewsOptions): Promise<string[]> {
     }
     const s = loader.stats;
     console.log(`views: ${shown} images; boxes numbered by proposal index (-1 = fallback), coloured by FPN level ` +
-      `(P2 red, P3 green, P4 blue, P5 orange; white = fallback); ${s.missingProposals} without proposals, ` +
+      `(P2 red, P3 green, P4 blue, P5 orange; white = fallback or no level); ${s.missingProposals} without proposals, ` +
       `${s.fallbacks} with no proposal common to all views, ${s.unreadable.size} unreadable`);
   } finally {
     store.close();
@@ -193,7 +203,7 @@ export function registerViewsCommand(program: Command): void {
     .option('--per-sheet <n>', 'images per sheet', positiveInt('--per-sheet'), 8)
     .option('--seed <s>', 'random seed', (v: string) => { const n = Number(v); if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('--seed must be a non-negative integer'); return n; }, 0)
     .option('--epoch <e>', 'epoch whose order and views are shown', (v: string) => { const n = Number(v); if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('--epoch must be a non-negative integer'); return n; }, 0)
-    .addOption(new Option('--layout <name>', "view layout: the paper's or the authors' code's").choices(['paper', 'official']).default('paper'))
+    .addOption(new Option('--layout <name>', "views and boxes: the paper's or the authors' code's (their box pipeline)").choices(['paper', 'official']).default('paper'))
     .option('--device <d>', 'where the augmentations run (cpu, cuda, cuda:N)', 'cpu')
     .action(async (opts: ViewsOptions) => {
       await writeViewSheets(opts);

@@ -66,12 +66,20 @@ export interface Batch {
   index: number;
   /** Per view: [B, 3, h, w] float, augmented and normalised, on the device. */
   views: Tensor[];
-  /** Per view: [B, K, 4] float32 boxes (x1, y1, x2, y2) in that view's pixels, flips applied. */
+  /** Per view: [B, K, 4] float32 boxes (x1, y1, x2, y2) in that view's pixels, flips applied
+   * (the view's first box set's: sets[s].boxes of the first s on that view). */
   boxes: Tensor[];
-  /** Per view: [B, K] int64 FPN level (0..3 = P2..P5). */
+  /** Per view: [B, K] int64 FPN level (0..3 = P2..P5; official: -1 = none), the first set's. */
   levels: Tensor[];
-  /** [B, K] int64 proposal index per box (-1: fallback box), the same in every view. */
+  /** [B, K] int64 proposal index per box (-1: fallback box), the same in every view (official:
+   * sets[0]'s; the other sets carry their own). */
   ids: Tensor;
+  /** Every box set (ImageViews.sets): the view it lies in, [B, K, 4] boxes, [B, K] levels and ids. */
+  sets: BatchBoxSet[];
+  /** The loss pairs of box sets, named after their views ('v1-v2', ...). */
+  pairs: { name: string; a: number; b: number }[];
+  /** How a pair's slots correspond: 'rows' (slot i with slot i) or 'ids' (equal proposal ids). */
+  pairing: 'rows' | 'ids';
   /** Data set index of each image (after replacement of unreadable ones) and its key. */
   images: number[];
   keys: string[];
@@ -80,9 +88,12 @@ export interface Batch {
   augment: SampleAugment[][];
 }
 
-/** Frees every tensor of a batch. */
+export interface BatchBoxSet { view: number; boxes: Tensor; levels: Tensor; ids: Tensor }
+
+/** Frees every tensor of a batch (the per-view fields are sets' tensors). */
 export function disposeBatch(b: Batch): void {
-  for (const t of [...b.views, ...b.boxes, ...b.levels, b.ids]) t.dispose();
+  const all = new Set([...b.views, ...b.boxes, ...b.levels, b.ids, ...b.sets.flatMap((s) => [s.boxes, s.levels, s.ids])]);
+  for (const t of all) t.dispose();
 }
 
 export interface LoaderStats {
@@ -333,16 +344,24 @@ export class SoCoLoader {
         const views = raw.map((x, v) => augment(x, hb.samples.map((s) => s.augment[v]), augmentations[v]));
         const b = geoms.length;
         const k = geometry.k;
-        const boxes = geoms[0].views.map((_, v) => {
+        const layout = geoms[0].sets.map((s) => s.view);
+        for (const g of geoms)
+          if (g.sets.map((s) => s.view).join() !== layout.join()) throw new LoaderError('loader: images of a batch have different box-set layouts');
+        const int64 = (values: number[]): Tensor => tensor(BigInt64Array.from(values, BigInt), { shape: [b, k] }).to(device);
+        const sets: BatchBoxSet[] = layout.map((view, s) => {
           const flat = new Float32Array(b * k * 4);
-          geoms.forEach((g, i) => g.views[v].boxes.forEach((bx, j) => flat.set(bx, (i * k + j) * 4)));
-          return tensor(flat, { shape: [b, k, 4] }).to(device);
+          geoms.forEach((g, i) => g.sets[s].boxes.forEach((bx, j) => flat.set(bx, (i * k + j) * 4)));
+          return {
+            view, boxes: tensor(flat, { shape: [b, k, 4] }).to(device),
+            levels: int64(geoms.flatMap((g) => g.sets[s].levels)), ids: int64(geoms.flatMap((g) => g.sets[s].ids)),
+          };
         });
-        const levels = geoms[0].views.map((_, v) =>
-          tensor(BigInt64Array.from(geoms.flatMap((g) => g.views[v].levels), BigInt), { shape: [b, k] }).to(device));
-        const ids = tensor(BigInt64Array.from(geoms.flatMap((g) => g.ids), BigInt), { shape: [b, k] }).to(device);
+        const first = raw.map((_, v) => sets[layout.indexOf(v)]);
+        const name = (s: number): string => geoms[0].views[layout[s]].name;
         return {
-          epoch: hb.epoch, index: hb.index, views, boxes, levels, ids,
+          epoch: hb.epoch, index: hb.index, views, boxes: first.map((s) => s.boxes), levels: first.map((s) => s.levels), ids: sets[0].ids,
+          sets, pairs: geoms[0].pairs.map(([a, c]) => ({ name: `${name(a)}-${name(c)}`, a, b: c })),
+          pairing: geometry.boxPipeline === 'official' ? 'ids' : 'rows',
           images: hb.samples.map((s) => s.index), keys: hb.samples.map((s) => s.key),
           geometry: geoms, augment: geoms[0].views.map((_, v) => hb.samples.map((s) => s.augment[v])),
         };

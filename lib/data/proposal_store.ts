@@ -270,12 +270,11 @@ export class ProposalStore {
     return rec;
   }
 
-  /** The record of an image, by its path relative to the image root ('/' separators); falls
-   * back to the basename (the authors' JSON keys). */
+  /** The record stored under exactly this key (lib/data/proposal_keys.ts finds an image's key:
+   * its relative path, file name or stem). */
   get(key: string): ProposalRecord | undefined {
     this.check();
-    let off = this.offsetOf(key);
-    if (off === undefined && key.includes('/')) off = this.offsetOf(key.slice(key.lastIndexOf('/') + 1));
+    const off = this.offsetOf(key);
     return off === undefined ? undefined : this.readAt(off);
   }
 

@@ -6,6 +6,10 @@
 // A view maps source-image coordinates to its own by x' = sx*x + tx, y' = sy*y + ty (sx < 0 when
 // flipped): resizing and cropping are exactly affine in this convention (half-pixel centres, as
 // PIL, torchvision and roi_align(aligned=True) use), so boxes follow the pixels.
+//
+// boxPipeline 'official' instead reproduces the authors' data code (RECIPE.md "The authors' box
+// pipeline", sampleOfficialViews below): inclusive pixel indices, a proposal draw per view pair,
+// per-view padding, levels from integer boxes; the loss then pairs slots by proposal id.
 
 export type Box = [number, number, number, number];
 
@@ -116,18 +120,21 @@ export interface GeometryOptions {
   multiView: boolean;
   /** FPN level thresholds on sqrt(w*h) in the view's pixels: P2 <= t0 < P3 <= t1 < P4 <= t2 < P5. */
   levelThresholds: [number, number, number];
+  /** 'paper': continuous boxes, K proposals common to all views, rows paired across views.
+   * 'official': the authors' box pipeline (sampleOfficialViews); needs cropFromRaw and keepClipped. */
+  boxPipeline: 'paper' | 'official';
 }
 
 export const PAPER_GEOMETRY: GeometryOptions = {
   arch: 'fpn', socoStar: false, k: 4, cropScale: [0.5, 1], cropRatio: [3 / 4, 4 / 3], cropFromRaw: false,
   layout: 'paper', keepClipped: false, jitter: true, jitterProb: 0.5, jitterRange: 0.1, flipProb: 0.5,
-  v1Size: 224, v2Size: 224, v3Size: 112, v4Size: 192, multiView: true, levelThresholds: [48, 96, 192],
+  v1Size: 224, v2Size: 224, v3Size: 112, v4Size: 192, multiView: true, levelThresholds: [48, 96, 192], boxPipeline: 'paper',
 };
 
 /** The authors' code (preset `official`). */
 export function officialGeometry(arch: 'fpn' | 'c4' = 'fpn', socoStar = false): GeometryOptions {
   return {
-    ...PAPER_GEOMETRY, arch, socoStar, cropFromRaw: true, layout: 'official', keepClipped: true,
+    ...PAPER_GEOMETRY, arch, socoStar, cropFromRaw: true, layout: 'official', keepClipped: true, boxPipeline: 'official',
     cropScale: arch === 'c4' ? [0.6, 1] : [0.5, 1], jitter: arch === 'fpn', multiView: arch === 'fpn',
   };
 }
@@ -143,19 +150,41 @@ export interface ViewGeometry {
   flip: boolean;
   /** Source-image coordinates -> view coordinates: x' = sx*x + tx, y' = sy*y + ty. */
   sx: number; tx: number; sy: number; ty: number;
-  /** K boxes in view pixels, in the order of ImageViews.ids. */
+  /** K boxes in view pixels, in the order of ImageViews.ids: the view's first box set's. */
   boxes: Box[];
-  /** FPN level per box: 0..3 = P2..P5. */
+  /** FPN level per box: 0..3 = P2..P5 (the first box set's). */
   levels: number[];
+}
+
+/** K boxes that lie in one view, with their levels and proposal ids. */
+export interface BoxSet {
+  /** The view (index into ImageViews.views) the boxes lie in. */
+  view: number;
+  /** K boxes in the view's pixels, flip applied. */
+  boxes: Box[];
+  /** FPN level per box: 0..3 = P2..P5; -1 = none (official, arch fpn: an integer size above
+   * OFFICIAL_MAX_SIZE; such a box enters no loss pair). */
+  levels: number[];
+  /** Proposal index per box (repeats when padded); paper: -1 = fallback box. */
+  ids: number[];
+  /** Official only: the boxes where the authors' code scales them to the view: inclusive pixel
+   * indices relative to the view's crop, after clipping and padding, before the flip. */
+  inclusive?: Box[];
 }
 
 export interface ImageViews {
   /** Proposal index per sampled box (repeats when padded); -1 = fallback box (the whole image
-   * when there are no proposals, else the common part of the crops). */
+   * when there are no proposals, else the common part of the crops). Official: the first box set's. */
   ids: number[];
   /** True when no proposal was usable and the fallback box stands in (counted by the loader). */
   fallback: boolean;
   views: ViewGeometry[];
+  /** Every box set. Paper: one per view (set v lies in view v, ids shared); official: V1 holds
+   * one set per view pair whose crop it was drawn for, the other views one each. */
+  sets: BoxSet[];
+  /** The loss pairs [a, b] of box sets (a on V1), in view order: V1-V2, V1-V3, V1-V4. Paper:
+   * slot i of a pairs with slot i of b; official: every two slots with the same proposal id. */
+  pairs: [number, number][];
 }
 
 export function fpnLevel(box: Box, t: [number, number, number]): number {
@@ -225,9 +254,10 @@ function intersect(b: Box, r: Box): Box | null {
 }
 
 /**
- * Samples the views of one image of size width x height with proposals (source pixels).
- * An image with no proposals uses the whole image as its one proposal (RECIPE); when no
- * proposal survives the crops, the intersection of the crops stands in (ids = -1, fallback).
+ * Samples the views of one image of size width x height with proposals (source pixels, exact
+ * extents as the proposal store holds them). An image with no proposals uses the whole image as
+ * its one proposal (RECIPE); when no proposal survives the crops, the intersection of the crops
+ * stands in (ids = -1, fallback). boxPipeline 'official': sampleOfficialViews.
  */
 export function sampleViews(rng: Rng, width: number, height: number, proposals: readonly Box[],
   o: GeometryOptions = PAPER_GEOMETRY): ImageViews {
@@ -235,6 +265,7 @@ export function sampleViews(rng: Rng, width: number, height: number, proposals: 
   if (!(Number.isInteger(o.k) && o.k >= 1)) throw new RangeError(`k must be a positive integer, got ${o.k}`);
   for (const key of ['v1Size', 'v2Size', 'v3Size', 'v4Size'] as const)
     if (!(Number.isInteger(o[key]) && o[key] >= 1)) throw new RangeError(`${key} must be a positive integer, got ${o[key]}`);
+  if (o.boxPipeline === 'official') return sampleOfficialViews(rng, width, height, proposals, o);
   const props: readonly Box[] = proposals.length ? proposals : [[0, 0, width, height]];
   const base = o.cropFromRaw ? 'source' : 'v1';
   const baseW = base === 'v1' ? o.v1Size : width;
@@ -309,9 +340,186 @@ export function sampleViews(rng: Rng, width: number, height: number, proposals: 
     });
   }
   for (const v of views) v.levels = v.boxes.map((b) => fpnLevel(b, o.levelThresholds));
-  return { ids, fallback, views };
+  const sets = views.map((v, i): BoxSet => ({ view: i, boxes: v.boxes, levels: v.levels, ids }));
+  return { ids, fallback, views, sets, pairs: views.slice(1).map((_, i): [number, number] => [0, i + 1]) };
 }
 
+
+// ---------------------------------------------------------------- the authors' box pipeline
+
+/** The authors' P5 limit (aware_range[3]): a box whose integer size exceeds it gets no level. */
+export const OFFICIAL_MAX_SIZE = 224;
+/** Draws of crops and proposals before the last one is taken as it is (the authors' max_tries). */
+export const OFFICIAL_TRIES = 5;
+
+/** A store box (exact extents [x0, y0, x1, y1)) as the authors' code loads it: their rect
+ * [x, y, w, h] has selective search's one-pixel-short w = x1 - x0 - 1, and becomes the inclusive
+ * indices [x, y, x + w - 1, y + h - 1]. */
+export function authorsInclusive(b: Box): Box {
+  return [b[0], b[1], b[2] - 2, b[3] - 2];
+}
+
+/** Inclusive boxes overlap when each one's start lies strictly before the other's end (both axes). */
+function overlaps(a: Box, b: Box): boolean {
+  return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+}
+
+/** A crop as inclusive pixel indices of the image it is cut from. */
+function inclusiveRegion(c: Crop): Box {
+  return [c.x, c.y, c.x + c.w - 1, c.y + c.h - 1];
+}
+
+/** Boxes (inclusive) clipped to a crop and moved into its frame; those that do not overlap it are
+ * dropped, and when none is left the whole view stands in (id 0: the authors' first id). */
+export function clipToCrop(boxes: readonly Box[], ids: readonly number[], crop: Crop): { boxes: Box[]; ids: number[] } {
+  const r = inclusiveRegion(crop);
+  const out: { boxes: Box[]; ids: number[] } = { boxes: [], ids: [] };
+  boxes.forEach((b, i) => {
+    if (!overlaps(r, b)) return;
+    out.boxes.push([Math.max(r[0], b[0]) - crop.x, Math.max(r[1], b[1]) - crop.y, Math.min(r[2], b[2]) - crop.x, Math.min(r[3], b[3]) - crop.y]);
+    out.ids.push(ids[i]);
+  });
+  if (!out.boxes.length) return { boxes: [[0, 0, crop.w - 1, crop.h - 1]], ids: [0] };
+  return out;
+}
+
+/** The authors' level rule on an integer box in view pixels: size = sqrt((x2 - x1 + 1)(y2 - y1 + 1)),
+ * the first level whose threshold (t0, t1, t2, OFFICIAL_MAX_SIZE) it does not exceed; -1 above. */
+export function officialLevel(b: Box, t: readonly [number, number, number]): number {
+  const size = Math.sqrt((b[2] - b[0] + 1) * (b[3] - b[1] + 1));
+  return [...t, OFFICIAL_MAX_SIZE].findIndex((l) => size <= l);
+}
+
+/** Inclusive box relative to a crop of cropW x cropH -> the view of width x height: the integer box
+ * the level is read from (coordinates truncated, as numpy's astype(int)), the normalised box
+ * (x / cropW, y / cropH), flipped as x1' = 1 - x2, x2' = 1 - x1 when `flip`, and that box in the
+ * view's pixels. */
+export function officialViewBox(b: Box, cropW: number, cropH: number, width: number, height: number, flip: boolean): { integer: Box; normalized: Box; pixels: Box } {
+  const integer: Box = [Math.trunc(b[0] / cropW * width), Math.trunc(b[1] / cropH * height), Math.trunc(b[2] / cropW * width), Math.trunc(b[3] / cropH * height)];
+  const n: Box = [b[0] / cropW, b[1] / cropH, b[2] / cropW, b[3] / cropH];
+  const normalized: Box = flip ? [1 - n[2], n[1], 1 - n[0], n[3]] : n;
+  return { integer, normalized, pixels: [normalized[0] * width, normalized[1] * height, normalized[2] * width, normalized[3] * height] };
+}
+
+/** The authors' jitter of an inclusive box: x1 += r w, y1 += r h, then the width and height grow by
+ * r w, r h (w = x2 - x1 + 1), each r ~ U[-range, range]; with probability p, else unchanged. */
+function jitterInclusive(rng: Rng, b: Box, p: number, range: number): Box {
+  if (!rng.bool(p)) return b;
+  const [r0, r1, r2, r3] = [0, 1, 2, 3].map(() => rng.uniform(-range, range));
+  const w = b[2] - b[0] + 1;
+  const h = b[3] - b[1] + 1;
+  const x1 = b[0] + r0 * w;
+  const y1 = b[1] + r1 * h;
+  return [x1, y1, x1 + (w + r2 * w) - 1, y1 + (h + r3 * h) - 1];
+}
+
+/** K of the candidates without replacement (all of them, in order, when there are fewer). */
+function pick(rng: Rng, candidates: readonly number[], k: number): number[] {
+  if (candidates.length < k) return candidates.slice();
+  const pool = candidates.slice();
+  for (let i = 0; i < k; i++) {
+    const j = i + rng.int(pool.length - i);
+    [pool[i], pool[j]] = [pool[j], pool[i]];
+  }
+  return pool.slice(0, k);
+}
+
+/** Pads a clipped set to K by drawing, with replacement, among its boxes whose id is in `common`
+ * (the authors' pad_bboxs_with_common). With no such box (where the authors' code stops) it draws
+ * among all of its boxes; those pads then match nothing. */
+function padTo(rng: Rng, set: { boxes: Box[]; ids: number[] }, common: ReadonlySet<number>, k: number): { boxes: Box[]; ids: number[] } {
+  const pool = set.ids.map((id, i) => (common.has(id) ? i : -1)).filter((i) => i >= 0);
+  const from = pool.length ? pool : set.ids.map((_, i) => i);
+  const out = { boxes: set.boxes.slice(), ids: set.ids.slice() };
+  while (out.ids.length < k) {
+    const i = from[rng.int(from.length)];
+    out.boxes.push(set.boxes[i]);
+    out.ids.push(set.ids[i]);
+  }
+  return out;
+}
+
+/**
+ * The authors' box pipeline (RECIPE.md "The authors' box pipeline"), for views cropped from the
+ * raw image. Proposals become inclusive pixel indices (authorsInclusive; no proposals: the whole
+ * image [0, 0, W-1, H-1]). Per pair (V1, V) for each distinct crop V: the proposals overlapping the
+ * crop (strictly), K drawn without replacement (all if fewer); the draw is accepted when every pair
+ * has at least `least` of them, `least` starting at max(K // 2, 1) and halving after each failed
+ * try (crops drawn again); after OFFICIAL_TRIES tries the last draw stands. V1's copies are
+ * jittered (FPN), each pair's on its own. Each side is clipped to its crop (clipToCrop) and padded
+ * to K on its own among the boxes whose id both sides hold (padTo). A view sharing an earlier
+ * view's crop (the authors' SoCo* V4 is V2 resized) shares that view's set and its V1 set. Every
+ * set is then scaled to its view (officialViewBox): level from the integer box (officialLevel),
+ * RoIAlign boxes from the normalised ones, flipped with their view (V1 once for all its sets).
+ */
+function sampleOfficialViews(rng: Rng, width: number, height: number, proposals: readonly Box[], o: GeometryOptions): ImageViews {
+  if (!o.cropFromRaw || !o.keepClipped)
+    throw new RangeError("boxPipeline 'official' is the authors' path: it crops the raw image and clips the proposals (cropFromRaw and keepClipped)");
+  const props: Box[] = proposals.length ? proposals.map(authorsInclusive) : [[0, 0, width - 1, height - 1]];
+  const specs = viewSpecs(o);
+  const whole: Crop = { x: 0, y: 0, w: width, h: height };
+  // The view whose draw each view uses: views on the shared crop use the first of them's.
+  const leaderOf = (v: number): number => (specs[v].crop === 'shared' ? specs.findIndex((s) => s.crop === 'shared') : v);
+  let least = Math.max(Math.floor(o.k / 2), 1);
+  let crops: Crop[] = [];
+  let drawn = new Map<number, number[]>();  // leader view -> proposal indices
+  for (let t = 0; t < OFFICIAL_TRIES; t++) {
+    const shared = randomResizedCrop(rng, width, height, o.cropScale, o.cropRatio);
+    crops = specs.map((s) => (s.crop === 'full' ? whole : s.crop === 'shared' ? shared : randomResizedCrop(rng, width, height, o.cropScale, o.cropRatio)));
+    drawn = new Map();
+    for (let v = 1; v < specs.length; v++) {
+      if (leaderOf(v) !== v) continue;
+      // The crop's overlap with V1 (the whole image) is the crop itself, when they overlap by the rule.
+      const region = inclusiveRegion(crops[v]);
+      const candidates = overlaps(inclusiveRegion(whole), region) ? props.map((_, i) => i).filter((i) => overlaps(region, props[i])) : [];
+      drawn.set(v, pick(rng, candidates, o.k));
+    }
+    if ([...drawn.values()].every((d) => d.length >= least)) break;
+    least = Math.max(Math.floor(least / 2), 1);
+  }
+  const flips = specs.map(() => rng.bool(o.flipProb));
+
+  // Inclusive crop-relative boxes per set, before scaling.
+  const raw: { view: number; boxes: Box[]; ids: number[] }[] = [];
+  const pairs: [number, number][] = [];
+  const setOf = new Map<number, { v1: number; own: number }>();  // leader view -> its V1 set and its own set
+  for (let v = 1; v < specs.length; v++) {
+    const leader = leaderOf(v);
+    let made = setOf.get(leader);
+    if (!made) {
+      const ids = drawn.get(leader) as number[];
+      const v1Boxes = ids.map((i) => (o.jitter ? jitterInclusive(rng, props[i], o.jitterProb, o.jitterRange) : props[i]));
+      const a = clipToCrop(v1Boxes, ids, whole);
+      const b = clipToCrop(ids.map((i) => props[i]), ids, crops[leader]);
+      const inB = new Set(b.ids);
+      const common = new Set(a.ids.filter((id) => inB.has(id)));
+      made = { v1: raw.push({ view: 0, ...padTo(rng, a, common, o.k) }) - 1, own: raw.push({ view: leader, ...padTo(rng, b, common, o.k) }) - 1 };
+      setOf.set(leader, made);
+    }
+    const own = leader === v ? made.own : raw.push({ ...raw[made.own], view: v }) - 1;
+    pairs.push([made.v1, own]);
+  }
+
+  const sets: BoxSet[] = raw.map((r) => {
+    const crop = crops[r.view];
+    const size = specs[r.view].size;
+    const scaled = r.boxes.map((b) => officialViewBox(b, crop.w, crop.h, size, size, flips[r.view]));
+    return {
+      view: r.view, ids: r.ids, inclusive: r.boxes, boxes: scaled.map((s) => s.pixels),
+      levels: scaled.map((s) => {
+        const l = officialLevel(s.integer, o.levelThresholds);
+        return l >= 0 || o.arch === 'fpn' ? l : 3;
+      }),
+    };
+  });
+  const views: ViewGeometry[] = specs.map((spec, v) => {
+    const first = sets.find((s) => s.view === v) as BoxSet;
+    const a = affine('source', crops[v], spec.size, flips[v], width, height, o.v1Size);
+    return { name: spec.name, width: spec.size, height: spec.size, base: 'source', crop: crops[v], flip: flips[v], ...a, boxes: first.boxes, levels: first.levels };
+  });
+  const fallback = proposals.length === 0 || [...drawn.values()].some((d) => d.length === 0);
+  return { ids: sets[0].ids, fallback, views, sets, pairs };
+}
 
 /**
  * Table 5(c) "Random": n boxes drawn uniformly in a width x height image to stand in for the

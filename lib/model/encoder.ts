@@ -6,7 +6,7 @@ import { Tensor, arange, cat, full, tidy } from '../torch';
 import { Module } from '../nn';
 import { FPN, LEVEL_STRIDES } from './fpn';
 import { MLP } from './mlp';
-import { PAPER_LEVEL_THRESHOLDS, assignLevels } from './poolers';
+import { ImageSize, PAPER_LEVEL_THRESHOLDS, assignLevels } from './poolers';
 import { Res5ROIHeads } from './res5_head';
 import { ResNet, ResNetDepth, STAGE_STRIDES, stageSpec } from './resnet';
 import { BoxROIHeads, ROIHeads } from './roi_heads';
@@ -27,6 +27,9 @@ export interface SoCoNetworkOptions {
   poolAllLevels: boolean;
   /** Scale-aware thresholds on sqrt(w*h) in view pixels (paper 48, 96, 192). */
   levelThresholds: [number, number, number];
+  /** RoIAlign scale of each feature map: 'stride' = 1/stride (Detectron2, paper); 'map' = the map's
+   * size over the view's (the authors' code: a 112 view's P5 is 4x4, scale 4/112). */
+  poolerScale: 'stride' | 'map';
   projectorHidden: number;
   predictorHidden: number;
   embedDim: number;
@@ -34,7 +37,7 @@ export interface SoCoNetworkOptions {
 
 export const PAPER_NETWORK: Readonly<SoCoNetworkOptions> = Object.freeze({
   arch: 'fpn', depth: 50, fpn: true, head: true, scaleAware: true, singleLevel: 0, poolAllLevels: false,
-  levelThresholds: PAPER_LEVEL_THRESHOLDS, projectorHidden: 4096, predictorHidden: 4096, embedDim: 256,
+  levelThresholds: PAPER_LEVEL_THRESHOLDS, poolerScale: 'stride', projectorHidden: 4096, predictorHidden: 4096, embedDim: 256,
 } as SoCoNetworkOptions);
 
 /** Fills defaults (paper) and rejects inconsistent combinations, naming the option. */
@@ -47,6 +50,7 @@ export function resolveNetworkOptions(o: Partial<SoCoNetworkOptions> = {}): SoCo
   if (r.arch === 'c4') r.fpn = false;
   if (r.poolAllLevels && !(r.arch === 'fpn' && r.fpn)) fail('poolAllLevels needs arch fpn with fpn true');
   if (r.poolAllLevels && !r.scaleAware) fail('poolAllLevels selects each box by its scale-aware level: it needs scaleAware true');
+  if (r.poolerScale !== 'stride' && r.poolerScale !== 'map') fail(`poolerScale must be 'stride' or 'map', got '${String(r.poolerScale)}'`);
   if (!Number.isInteger(r.singleLevel) || r.singleLevel < 0 || r.singleLevel > 3) fail(`singleLevel must be 0..3 (P2..P5), got ${r.singleLevel}`);
   const t = r.levelThresholds;
   if (t.length !== 3 || !(t[0] < t[1] && t[1] < t[2])) fail(`levelThresholds must be 3 increasing numbers, got [${t}]`);
@@ -69,15 +73,15 @@ export class SoCoNetwork extends Module {
       const body = new ResNet({ depth: o.depth, lastStage: 'res4' });
       this.registerModule('backbone', body);
       this.registerModule('roi_heads', o.head
-        ? new Res5ROIHeads(o.depth)
-        : new BoxROIHeads({ inChannels: body.channels('res4'), strides: [STAGE_STRIDES.res4], resolution: 14, head: 'pool' }));
+        ? new Res5ROIHeads(o.depth, 14, undefined, o.poolerScale)
+        : new BoxROIHeads({ inChannels: body.channels('res4'), strides: [STAGE_STRIDES.res4], resolution: 14, head: 'pool', scale: o.poolerScale }));
     } else if (o.fpn) {
       const fpn = new FPN({ depth: o.depth });
       this.registerModule('backbone', fpn);
-      this.registerModule('roi_heads', new BoxROIHeads({ inChannels: fpn.outChannels, strides: LEVEL_STRIDES, head: o.head ? 'box' : 'pool' }));
+      this.registerModule('roi_heads', new BoxROIHeads({ inChannels: fpn.outChannels, strides: LEVEL_STRIDES, head: o.head ? 'box' : 'pool', scale: o.poolerScale }));
     } else {
       this.registerModule('backbone', new ResNet({ depth: o.depth, lastStage: 'res5' }));
-      this.registerModule('roi_heads', new BoxROIHeads({ inChannels: stageSpec(o.depth, 'res5').outChannels, strides: [STAGE_STRIDES.res5], head: o.head ? 'box' : 'pool' }));
+      this.registerModule('roi_heads', new BoxROIHeads({ inChannels: stageSpec(o.depth, 'res5').outChannels, strides: [STAGE_STRIDES.res5], head: o.head ? 'box' : 'pool', scale: o.poolerScale }));
     }
     this.registerModule('projector', new MLP(this.roi_heads.outDim, o.projectorHidden, o.embedDim));
   }
@@ -103,18 +107,18 @@ export class SoCoNetwork extends Module {
   }
 
   /**
-   * Box embeddings g(f^H(RoIAlign(features, boxes))): one [R, embedDim] tensor, or with
-   * poolAllLevels one per level (every box on every level). `then` (the predictor, online) runs
-   * on each before the per-level selection, as the authors' code does.
+   * Box embeddings g(f^H(RoIAlign(features, boxes))) of boxes in an image of imageSize [H, W]: one
+   * [R, embedDim] tensor, or with poolAllLevels one per level (every box on every level). `then`
+   * (the predictor, online) runs on each before the per-level selection, as the authors' code does.
    */
-  embed(features: Tensor[], boxes: Tensor, levels: Tensor | undefined, then?: (z: Tensor) => Tensor): Tensor {
+  embed(features: Tensor[], boxes: Tensor, levels: Tensor | undefined, imageSize: ImageSize, then?: (z: Tensor) => Tensor): Tensor {
     return tidy(() => {
       const post = (h: Tensor): Tensor => {
         const z = this.projector.forward(h);
         return then ? then(z) : z;
       };
-      if (!this.options.poolAllLevels) return post(this.roi_heads.forward(features, boxes, this.multiLevel ? levels : undefined));
-      const perLevel = this.roi_heads.forwardEveryLevel(features, boxes).map(post);
+      if (!this.options.poolAllLevels) return post(this.roi_heads.forward(features, boxes, this.multiLevel ? levels : undefined, imageSize));
+      const perLevel = this.roi_heads.forwardEveryLevel(features, boxes, imageSize).map(post);
       // Box r keeps its embedding from level levels[r]: stacked[levels[r], r].
       const r = boxes.size(0);
       const rows = levels!.mul(r).add(arange(0, r, 1, { dtype: 'int64', device: boxes.device }));

@@ -3,7 +3,7 @@
 import { Tensor, tidy } from '../torch';
 import { Module, Sequential } from '../nn';
 import { NormFactory, batchNorm2d } from './conv_norm';
-import { ROIPooler } from './poolers';
+import { ImageSize, ROIPooler } from './poolers';
 import { ResNetDepth, initResNetNorms, makeStage, stageSpec } from './resnet';
 import { ROIHeads } from './roi_heads';
 
@@ -13,19 +13,19 @@ export class Res5ROIHeads extends Module implements ROIHeads {
   readonly pooler: ROIPooler;
   readonly outDim: number;
 
-  constructor(readonly depth: ResNetDepth, resolution = 14, norm: NormFactory = batchNorm2d) {
+  constructor(readonly depth: ResNetDepth, resolution = 14, norm: NormFactory = batchNorm2d, scale: 'stride' | 'map' = 'stride') {
     super();
-    this.pooler = new ROIPooler({ outputSize: resolution, strides: [16] });
+    this.pooler = new ROIPooler({ outputSize: resolution, strides: [16], scale });
     this.registerModule('res5', makeStage(depth, 'res5', norm));
     initResNetNorms(this);
     this.outDim = stageSpec(depth, 'res5').outChannels;
   }
 
-  forward(features: Tensor[], boxes: Tensor): Tensor {
-    return tidy(() => this.res5.forward(this.pooler.pool(features, boxes)).mean([2, 3]));
+  forward(features: Tensor[], boxes: Tensor, _levels?: Tensor, imageSize?: ImageSize): Tensor {
+    return tidy(() => this.res5.forward(this.pooler.pool(features, boxes, undefined, imageSize)).mean([2, 3]));
   }
 
-  forwardEveryLevel(features: Tensor[], boxes: Tensor): Tensor[] {
-    return [this.forward(features, boxes)];
+  forwardEveryLevel(features: Tensor[], boxes: Tensor, imageSize?: ImageSize): Tensor[] {
+    return [this.forward(features, boxes, undefined, imageSize)];
   }
 }

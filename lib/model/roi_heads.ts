@@ -4,17 +4,17 @@ import { Tensor, tidy } from '../torch';
 import { Module } from '../nn';
 import { FastRCNNConvFCHead } from './box_head';
 import { NormFactory } from './conv_norm';
-import { ROIPooler } from './poolers';
+import { ImageSize, ROIPooler } from './poolers';
 
 /** What SoCoEncoder needs from a RoI head: box features from feature maps and boxes. */
 export interface ROIHeads extends Module {
   readonly pooler: ROIPooler;
   /** Feature size per box. */
   readonly outDim: number;
-  /** features (one map per pooler stride), boxes [R, 5], levels [R] -> [R, outDim]. */
-  forward(features: Tensor[], boxes: Tensor, levels?: Tensor): Tensor;
+  /** features (one map per pooler stride), boxes [R, 5], levels [R], the image's [H, W] -> [R, outDim]. */
+  forward(features: Tensor[], boxes: Tensor, levels?: Tensor, imageSize?: ImageSize): Tensor;
   /** Every box on every level, the head run separately per level: one [R, outDim] per level. */
-  forwardEveryLevel(features: Tensor[], boxes: Tensor): Tensor[];
+  forwardEveryLevel(features: Tensor[], boxes: Tensor, imageSize?: ImageSize): Tensor[];
 }
 
 export interface BoxROIHeadsOptions {
@@ -25,6 +25,8 @@ export interface BoxROIHeadsOptions {
   /** 'box' = 4conv1fc head (paper); 'pool' = average-pool the RoI, no head (ablation). */
   head: 'box' | 'pool';
   norm?: NormFactory;
+  /** RoIAlign scale per map (PoolerOptions.scale). */
+  scale?: 'stride' | 'map';
 }
 
 /** RoIAlign 7x7 -> FastRCNNConvFCHead ([R, 1024]) or, without a head, spatial mean ([R, C]). */
@@ -36,7 +38,7 @@ export class BoxROIHeads extends Module implements ROIHeads {
   constructor(o: BoxROIHeadsOptions) {
     super();
     const res = o.resolution ?? 7;
-    this.pooler = new ROIPooler({ outputSize: res, strides: o.strides });
+    this.pooler = new ROIPooler({ outputSize: res, strides: o.strides, scale: o.scale });
     const head = o.head === 'box' ? new FastRCNNConvFCHead({ inChannels: o.inChannels, resolution: res, norm: o.norm }) : null;
     this.registerModule('box_head', head);
     this.outDim = head ? head.outDim : o.inChannels;
@@ -46,11 +48,11 @@ export class BoxROIHeads extends Module implements ROIHeads {
     return this.box_head ? this.box_head.forward(pooled) : pooled.mean([2, 3]);
   }
 
-  forward(features: Tensor[], boxes: Tensor, levels?: Tensor): Tensor {
-    return tidy(() => this.head(this.pooler.pool(features, boxes, levels)));
+  forward(features: Tensor[], boxes: Tensor, levels?: Tensor, imageSize?: ImageSize): Tensor {
+    return tidy(() => this.head(this.pooler.pool(features, boxes, levels, imageSize)));
   }
 
-  forwardEveryLevel(features: Tensor[], boxes: Tensor): Tensor[] {
-    return tidy(() => this.pooler.poolEveryLevel(features, boxes).map((p) => this.head(p)));
+  forwardEveryLevel(features: Tensor[], boxes: Tensor, imageSize?: ImageSize): Tensor[] {
+    return tidy(() => this.pooler.poolEveryLevel(features, boxes, imageSize).map((p) => this.head(p)));
   }
 }

@@ -16,6 +16,8 @@
 //             network has an FPN and scaleAware is on.
 //   Views that share the same image Tensor object share one backbone pass (the authors' layout
 //   samples separate box sets for V1-V2 and V1-V3 on the same V1: pass V1 twice with each set).
+//   RoIAlign maps the view's pixels to each feature map by 1/stride, or with poolerScale 'map' by
+//   the map's size over the view's (the authors': a 112 view's P5 is 4x4, so 4/112).
 //
 // OUTPUT
 //   forward(views) -> { online, target }: per view, [N, K, embedDim] tensors in proposal order.
@@ -129,7 +131,7 @@ export class SoCoModel extends Module {
         if (!f) { f = net.features(v.image); feats.set(v.image, f); }
         const needLevels = net.multiLevel;
         const levels = needLevels ? net.levels(v.boxes, v.levels) : undefined;
-        const e = net.embed(f, v.boxes, levels, then);
+        const e = net.embed(f, v.boxes, levels, [v.image.size(2), v.image.size(3)], then);
         return e.view(v.image.size(0), k, e.size(1));
       });
     });

@@ -71,6 +71,11 @@ export interface TrainConfig extends SoCoNetworkOptions {
   viewLayout: 'paper' | 'official';
   /** Authors: proposals that intersect a crop are kept and clipped (paper: dropped unless inside). */
   keepClipped: boolean;
+  /** 'official': the authors' box pipeline (lib/data/views_geometry.ts sampleOfficialViews):
+   * inclusive pixel boxes, a proposal draw per view pair, each view padded on its own, the loss
+   * pairing every two slots with the same proposal id, levels from integer boxes. Needs
+   * cropFromRaw and keepClipped. 'paper': continuous boxes, one draw, rows paired. */
+  boxPipeline: 'paper' | 'official';
   flipProb: number;
 
   // ---- optimisation ----
@@ -96,7 +101,7 @@ export interface TrainConfig extends SoCoNetworkOptions {
 export function networkOptions(c: TrainConfig): Partial<SoCoNetworkOptions> {
   return {
     arch: c.arch, depth: c.depth, fpn: c.arch === 'fpn' ? c.fpn : undefined, head: c.head, scaleAware: c.scaleAware,
-    singleLevel: c.singleLevel, poolAllLevels: c.poolAllLevels, levelThresholds: c.levelThresholds,
+    singleLevel: c.singleLevel, poolAllLevels: c.poolAllLevels, levelThresholds: c.levelThresholds, poolerScale: c.poolerScale,
     projectorHidden: c.projectorHidden, predictorHidden: c.predictorHidden, embedDim: c.embedDim,
   };
 }
@@ -109,10 +114,10 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   images: '', proposals: '', out: 'soco-run', device: 'auto', precision: 'auto', seed: 0, workers: 4, prefetch: 2,
   logEvery: 20, checkpointEvery: 1000, checkpointEveryEpochs: 1, keepCheckpoints: 3, resume: 'auto', maxIters: 0,
   arch: 'fpn', depth: 50, fpn: true, head: true, scaleAware: true, singleLevel: 0, poolAllLevels: false,
-  levelThresholds: [48, 96, 192], projectorHidden: 4096, predictorHidden: 4096, embedDim: 256, syncBN: true,
+  levelThresholds: [48, 96, 192], poolerScale: 'stride', projectorHidden: 4096, predictorHidden: 4096, embedDim: 256, syncBN: true,
   k: 4, proposalSource: 'selective-search', jitter: true, jitterProb: 0.5, jitterRange: 0.1, multiView: true,
   v1Size: 224, v2Size: 224, v3Size: 112, socoStar: false, v4Size: 192, cropScale: [0.5, 1], cropRatio: [3 / 4, 4 / 3],
-  cropFromRaw: false, viewLayout: 'paper', keepClipped: false, flipProb: 0.5,
+  cropFromRaw: false, viewLayout: 'paper', keepClipped: false, boxPipeline: 'paper', flipProb: 0.5,
   batchSize: 2048, epochs: 100, baseLr: 1.0, weightDecay: 1e-5, momentum: 0.9, trustCoefficient: 0.001,
   warmupEpochs: 10, warmupStartFactor: 0, minLr: 0, tau0: 0.99, lossNormalization: 'paper',
 } as TrainConfig);
@@ -140,6 +145,7 @@ export const CONFIG_FIELDS: { readonly [K in keyof TrainConfig]: Field } = {
   singleLevel: { kind: 'int', min: 0, max: 3, help: 'level (0=P2..3=P5) for every box when scaleAware is false' },
   poolAllLevels: { kind: 'bool', help: "authors' code: pool every box on all levels, mask the loss" },
   levelThresholds: { kind: 'triple', min: 0, help: 'FPN level thresholds on sqrt(w*h), e.g. 48,96,192' },
+  poolerScale: { kind: ['stride', 'map'], help: "RoIAlign scale per feature map: 1/stride, or (authors' code) the map's size over the view's" },
   projectorHidden: { kind: 'int', min: 1, help: 'projector hidden width' },
   predictorHidden: { kind: 'int', min: 1, help: 'predictor hidden width' },
   embedDim: { kind: 'int', min: 1, help: 'embedding width' },
@@ -160,6 +166,7 @@ export const CONFIG_FIELDS: { readonly [K in keyof TrainConfig]: Field } = {
   cropFromRaw: { kind: 'bool', help: "authors' code: crop V2 from the raw image" },
   viewLayout: { kind: ['paper', 'official'], help: 'V3/V4 construction' },
   keepClipped: { kind: 'bool', help: "authors' code: keep proposals that intersect a crop, clipped" },
+  boxPipeline: { kind: ['paper', 'official'], help: "authors' code: inclusive boxes, a draw per view pair, per-view padding, proposal-id loss pairing, levels from integer boxes" },
   flipProb: { kind: 'number', min: 0, max: 1, help: 'horizontal flip probability per view' },
   batchSize: { kind: 'int', min: 1, help: 'Table 5(b): global batch size' },
   epochs: { kind: 'int', min: 1, help: 'epochs' },
@@ -180,9 +187,10 @@ export type PresetName = 'paper' | 'official' | 'soco-star' | 'c4';
 export const PRESETS: Record<PresetName, { help: string; apply: (c: TrainConfig) => Partial<TrainConfig> }> = {
   paper: { help: 'the paper (the defaults)', apply: () => ({}) },
   official: {
-    help: "the authors' code: raw-image crops, independent V3 crop, keep-and-clip, all-level pooling, warmup from lr/100, eta_min 1e-6, their loss averaging",
+    help: "the authors' code: raw-image crops, independent V3 crop, keep-and-clip, their box pipeline and RoIAlign scale, all-level pooling, warmup from lr/100, eta_min 1e-6, their loss averaging",
     apply: (c) => ({
-      cropFromRaw: true, viewLayout: 'official', keepClipped: true, poolAllLevels: c.arch === 'fpn' && c.fpn && c.scaleAware,
+      cropFromRaw: true, viewLayout: 'official', keepClipped: true, boxPipeline: 'official', poolerScale: 'map',
+      poolAllLevels: c.arch === 'fpn' && c.fpn && c.scaleAware,
       warmupStartFactor: 0.01, minLr: 1e-6, lossNormalization: 'authors',
       ...(c.arch === 'c4' ? { cropScale: [0.6, 1] as [number, number] } : {}),
     }),
@@ -359,6 +367,8 @@ export function checkConfig(c: TrainConfig): void {
   if (c.socoStar && !c.multiView) fail('socoStar adds V4 to V1, V2 and V3: it needs multiView true');
   if (!c.fpn && c.poolAllLevels) fail('poolAllLevels needs fpn');
   if (c.poolAllLevels && !c.scaleAware) fail('poolAllLevels keeps each box on its scale-aware level: it needs scaleAware true');
+  if (c.boxPipeline === 'official' && !(c.cropFromRaw && c.keepClipped))
+    fail("boxPipeline official is the authors' box path: it crops the raw image and clips the proposals, so it needs cropFromRaw true and keepClipped true (preset official sets all three)");
   if (c.warmupEpochs > c.epochs) fail(`warmupEpochs (${c.warmupEpochs}) exceeds epochs (${c.epochs}): lower it with --warmup-epochs`);
   if (c.minLr > c.baseLr * c.batchSize / 256) fail(`minLr (${c.minLr}) exceeds the peak lr baseLr*batchSize/256 (${c.baseLr * c.batchSize / 256})`);
 }

@@ -93,7 +93,7 @@ export function loadOnlineNetwork(file: string): { net: SoCoNetwork; config: Par
 function boxFeatures(net: SoCoNetwork, image: Tensor, boxes: Tensor, levels: Tensor, space: 'h' | 'projection'): Tensor {
   return tidy(() => {
     const f = net.features(image);
-    const h = net.roi_heads.forward(f, boxes, net.multiLevel ? net.levels(boxes, levels) : undefined);
+    const h = net.roi_heads.forward(f, boxes, net.multiLevel ? net.levels(boxes, levels) : undefined, [image.size(2), image.size(3)]);
     return space === 'projection' ? net.projector.forward(h) : h;
   });
 }
@@ -128,7 +128,7 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
   const files = listImageFiles(root);
   if (files.length < 2) throw new Error(`--images ${o.images}: needs at least 2 images, found ${files.length}`);
   if (!fs.existsSync(o.proposals)) throw new Error(`--proposals ${o.proposals}: no such file`);
-  const { store } = openProposals(o.proposals, o.images, files);
+  const { store, lookup } = openProposals(o.proposals, o.images, files);
 
   let pretrained: SoCoNetwork | null = null;
   let config: Partial<TrainConfig> = {};
@@ -143,7 +143,7 @@ export async function evalRetrieval(o: RetrievalOptions): Promise<RetrievalResul
   // Two views per image: V1 (whole image) and V2 (a random crop), BYOL augmentations on both.
   // No box jitter: the same proposal is the same box in both views.
   const loader = new SoCoLoader({
-    root, files, proposals: store, batchSize: Math.min(files.length, 32), dropLast: false, seed, prefetch: 1, device,
+    root, files, proposals: lookup, batchSize: Math.min(files.length, 32), dropLast: false, seed, prefetch: 1, device,
     geometry: {
       ...PAPER_GEOMETRY, arch: 'c4', k, jitter: false, v1Size: o.v1Size ?? config.v1Size ?? PAPER_GEOMETRY.v1Size,
       v2Size: o.v2Size ?? config.v2Size ?? PAPER_GEOMETRY.v2Size, levelThresholds: config.levelThresholds ?? PAPER_GEOMETRY.levelThresholds,

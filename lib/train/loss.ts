@@ -11,6 +11,11 @@
 //  - 'authors' (hologerry/SoCo regression_loss_bboxs_aware): F.normalize each embedding (eps
 //    1e-12), per image sum(cos * valid) / (sum(valid) + 1e-6), then the mean over ALL images, so an
 //    image without valid boxes still counts in the denominator.
+//
+// The authors' box pipeline pairs slots by proposal id instead of by row (the two views are padded
+// each on its own, so they may repeat different proposals): a [N, K, K] weight matrix C, 1 where
+// slot i of a and slot j of b hold the same proposal (idWeights), and per image
+// sum_ij cos(v_i^a, v'_j^b) C_ij / sum_ij C_ij with either normalisation. The rows pairing is C = I.
 import { Tensor, cosineSimilarity, normalize, tidy } from '../torch';
 
 export type LossNormalization = 'paper' | 'authors';
@@ -22,6 +27,9 @@ export interface DirectedTermInput {
   target: Tensor;
   /** Optional [N, K] mask (bool or float): 1 where the box exists in both views. */
   valid?: Tensor;
+  /** Optional [N, K, K] weights (bool or float) instead of row pairing: slot i of online with slot
+   * j of target, weighted by weights[n, i, j] (idWeights). Not with `valid`. */
+  weights?: Tensor;
 }
 
 function checkShapes(t: DirectedTermInput, what: string): void {
@@ -31,6 +39,28 @@ function checkShapes(t: DirectedTermInput, what: string): void {
   if (a.join() !== b.join()) throw new TypeError(`${what}: online [${a}] and target [${b}] embeddings differ in shape`);
   if (t.valid && t.valid.shape.join() !== a.slice(0, 2).join())
     throw new TypeError(`${what}: valid mask must be [${a.slice(0, 2)}], got [${t.valid.shape}]`);
+  if (t.weights && t.valid) throw new TypeError(`${what}: pass valid (rows paired) or weights (slots paired by id), not both`);
+  if (t.weights && t.weights.shape.join() !== [a[0], a[1], a[1]].join())
+    throw new TypeError(`${what}: weights must be [${a[0]}, ${a[1]}, ${a[1]}], got [${t.weights.shape}]`);
+}
+
+/** [N, K, K] 0/1 float: 1 where slot i of idsA and slot j of idsB ([N, K] int64 each) hold the same
+ * proposal id; negative ids (a slot with no FPN level in the authors' rule) match nothing. */
+export function idWeights(idsA: Tensor, idsB: Tensor): Tensor {
+  if (idsA.ndim !== 2 || idsA.shape.join() !== idsB.shape.join())
+    throw new TypeError(`idWeights: ids must be two [N, K] tensors of one shape, got [${idsA.shape}] and [${idsB.shape}]`);
+  return tidy(() => {
+    const a = idsA.unsqueeze(2);
+    const b = idsB.unsqueeze(1);
+    return a.eq(b).logicalAnd(a.ge(0)).logicalAnd(b.ge(0)).to(null, 'float32');
+  });
+}
+
+/** Cosine of every slot of `online` with every slot of `target`: [N, K, K]. */
+function pairwiseCosine(online: Tensor, target: Tensor, normalization: LossNormalization): Tensor {
+  if (normalization === 'authors') return normalize(online, 2, 2).bmm(normalize(target, 2, 2).transpose(1, 2));
+  const [n, k, d] = online.shape;
+  return cosineSimilarity(online.unsqueeze(2).expand(n, k, k, d), target.unsqueeze(1).expand(n, k, k, d), 3, 1e-8);
 }
 
 /** One directed term: -2 * (mean over images of the per-image mean cosine). A 0-dim tensor. */
@@ -38,6 +68,7 @@ export function directedTerm(t: DirectedTermInput, normalization: LossNormalizat
   checkShapes(t, what);
   return tidy(() => {
     const target = t.target.detach();
+    if (t.weights) return weightedMean(pairwiseCosine(t.online, target, normalization), t.weights, normalization);
     let cos: Tensor; // [N, K]
     if (normalization === 'authors') {
       cos = normalize(t.online, 2, 2).mul(normalize(target, 2, 2)).sum(2);
@@ -51,9 +82,18 @@ export function directedTerm(t: DirectedTermInput, normalization: LossNormalizat
         ? cos.sum(1).div(k + 1e-6).mean().mul(-2)
         : cos.mean().mul(-2);
     }
-    const valid = t.valid.to(null, cos.dtype);
-    const perImageSum = cos.mul(valid).sum(1);
-    const count = valid.sum(1);
+    return weightedMean(cos, t.valid, normalization);
+  });
+}
+
+/** -2 x the mean over images of sum(cos * w) / sum(w) per image, cos and w [N, ...] (dims after
+ * the first summed). */
+function weightedMean(cos: Tensor, weights: Tensor, normalization: LossNormalization): Tensor {
+  return tidy(() => {
+    const w = weights.to(null, cos.dtype);
+    const dims = Array.from({ length: cos.ndim - 1 }, (_, i) => i + 1);
+    const perImageSum = cos.mul(w).sum(dims);
+    const count = w.sum(dims);
     if (normalization === 'authors') return perImageSum.div(count.add(1e-6)).mean().mul(-2);
     const has = count.gt(0).to(null, cos.dtype);
     const perImage = perImageSum.div(count.clampMin(1));
@@ -70,6 +110,9 @@ export interface ViewPairEmbeddings {
   onlineB: Tensor; targetB: Tensor;
   /** Optional [N, K] validity of each proposal in both views. */
   valid?: Tensor;
+  /** Optional [N, K, K] pairing weights of slot i of a with slot j of b (idWeights); the swapped
+   * term uses their transpose. */
+  weights?: Tensor;
 }
 
 export interface SoCoLoss {
@@ -85,8 +128,8 @@ export function socoLoss(pairs: ViewPairEmbeddings[], normalization: LossNormali
   return tidy(() => {
     const parts = pairs.map((p) => ({
       name: p.name,
-      value: directedTerm({ online: p.onlineA, target: p.targetB, valid: p.valid }, normalization, `socoLoss(${p.name})`)
-        .add(directedTerm({ online: p.onlineB, target: p.targetA, valid: p.valid }, normalization, `socoLoss(${p.name}, swapped)`)),
+      value: directedTerm({ online: p.onlineA, target: p.targetB, valid: p.valid, weights: p.weights }, normalization, `socoLoss(${p.name})`)
+        .add(directedTerm({ online: p.onlineB, target: p.targetA, valid: p.valid, weights: p.weights?.transpose(1, 2) }, normalization, `socoLoss(${p.name}, swapped)`)),
     }));
     let loss = parts[0].value;
     for (const p of parts.slice(1)) loss = loss.add(p.value);

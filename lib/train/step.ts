@@ -3,11 +3,13 @@
 import { AutocastDtype, Tensor, autocast, tidy } from '../torch';
 import { SoCoModel, SoCoView } from '../model';
 import { LARS } from './lars';
-import { LossNormalization, ViewPairEmbeddings, normalizedEmbeddingStd, socoLoss } from './loss';
+import { LossNormalization, ViewPairEmbeddings, idWeights, normalizedEmbeddingStd, socoLoss } from './loss';
 import { unscaleGradients } from './amp';
 
-/** A loss pair: indices into the step's views (a = the view whose boxes anchor the pair, usually V1). */
-export interface ViewPair { name: string; a: number; b: number }
+/** A loss pair: indices into the step's views (a = the view whose boxes anchor the pair, usually V1).
+ * Slot i of a pairs with slot i of b, or, with `ids` ([N, K] int64 per side, the authors' box
+ * pipeline), every two slots holding the same proposal id (lib/train/loss.ts idWeights). */
+export interface ViewPair { name: string; a: number; b: number; ids?: [Tensor, Tensor] }
 
 /** Standard pairs for views ordered [V1, V2, V3?, V4?]: V1-V2, V1-V3, V1-V4. */
 export function anchorPairs(numViews: number): ViewPair[] {
@@ -79,7 +81,10 @@ export function trainStep(model: SoCoModel, opt: LARS, views: SoCoView[], pairs:
       const f32 = (t: Tensor): Tensor => t.to(null, 'float32');
       const emb: ViewPairEmbeddings[] = pairs.map((p) => {
         if (!(p.a in out.online) || !(p.b in out.online)) throw new TypeError(`view pair ${p.name} refers to views ${p.a}, ${p.b} of ${views.length}`);
-        return { name: p.name, onlineA: f32(out.online[p.a]), targetA: f32(out.target[p.a]), onlineB: f32(out.online[p.b]), targetB: f32(out.target[p.b]) };
+        return {
+          name: p.name, onlineA: f32(out.online[p.a]), targetA: f32(out.target[p.a]), onlineB: f32(out.online[p.b]), targetB: f32(out.target[p.b]),
+          weights: p.ids ? idWeights(p.ids[0], p.ids[1]) : undefined,
+        };
       });
       const { loss, pairs: parts } = socoLoss(emb, o.normalization);
       return { loss, parts, online0: emb[0].onlineA };
