@@ -77,7 +77,7 @@ describe("the authors' box pipeline (official)", function () {
       assert.ok(Math.abs(at('map') - 1.5) < 1e-6, `${at('map')}`);
       // stride: [0, 3.5), aligned [-0.5, 3): 4 samples at -0.0625 (read as 0), 0.8125, 1.6875, 2.5625.
       assert.equal(at('stride'), (0 + 0.8125 + 1.6875 + 2.5625) / 4);
-      assert.throws(() => new ROIPooler({ outputSize: 1, strides: [32], scale: 'map' }).pool([p5], whole), /scale 'map' needs the image size/);
+      assert.throws(() => new ROIPooler({ outputSize: 1, strides: [32], scale: 'map' }).pool([p5], whole), /scale 'map' needs the size \[H, W\] of the view/);
     });
   });
 

@@ -6,7 +6,7 @@ import { Tensor, arange, cat, full, tidy } from '../torch';
 import { Module } from '../nn';
 import { FPN, LEVEL_STRIDES } from './fpn';
 import { MLP } from './mlp';
-import { ImageSize, PAPER_LEVEL_THRESHOLDS, assignLevels } from './poolers';
+import { PAPER_LEVEL_THRESHOLDS, ViewSize, assignLevels } from './poolers';
 import { Res5ROIHeads } from './res5_head';
 import { ResNet, ResNetDepth, STAGE_STRIDES, stageSpec } from './resnet';
 import { BoxROIHeads, ROIHeads } from './roi_heads';
@@ -107,18 +107,18 @@ export class SoCoNetwork extends Module {
   }
 
   /**
-   * Box embeddings g(f^H(RoIAlign(features, boxes))) of boxes in an image of imageSize [H, W]: one
+   * Box embeddings g(f^H(RoIAlign(features, boxes))) of boxes in a view of viewSize [H, W]: one
    * [R, embedDim] tensor, or with poolAllLevels one per level (every box on every level). `then`
    * (the predictor, online) runs on each before the per-level selection, as the authors' code does.
    */
-  embed(features: Tensor[], boxes: Tensor, levels: Tensor | undefined, imageSize: ImageSize, then?: (z: Tensor) => Tensor): Tensor {
+  embed(features: Tensor[], boxes: Tensor, levels: Tensor | undefined, viewSize: ViewSize, then?: (z: Tensor) => Tensor): Tensor {
     return tidy(() => {
       const post = (h: Tensor): Tensor => {
         const z = this.projector.forward(h);
         return then ? then(z) : z;
       };
-      if (!this.options.poolAllLevels) return post(this.roi_heads.forward(features, boxes, this.multiLevel ? levels : undefined, imageSize));
-      const perLevel = this.roi_heads.forwardEveryLevel(features, boxes, imageSize).map(post);
+      if (!this.options.poolAllLevels) return post(this.roi_heads.forward(features, boxes, this.multiLevel ? levels : undefined, viewSize));
+      const perLevel = this.roi_heads.forwardEveryLevel(features, boxes, viewSize).map(post);
       // Box r keeps its embedding from level levels[r]: stacked[levels[r], r].
       const r = boxes.size(0);
       const rows = levels!.mul(r).add(arange(0, r, 1, { dtype: 'int64', device: boxes.device }));

@@ -2,7 +2,7 @@
 export { ConvNorm, ConvNormOptions, NormFactory, batchNorm2d } from './conv_norm';
 export { ResNet, ResNetDepth, ResNetOptions, BasicStem, BasicBlock, BottleneckBlock, makeStage, stageSpec, STAGES, STAGE_STRIDES } from './resnet';
 export { FPN, FPNOptions, LEVELS, LEVEL_STRIDES } from './fpn';
-export { ROIPooler, PoolerOptions, ImageSize, assignLevels, checkBoxes, PAPER_LEVEL_THRESHOLDS } from './poolers';
+export { ROIPooler, PoolerOptions, ViewSize, assignLevels, checkBoxes, PAPER_LEVEL_THRESHOLDS } from './poolers';
 export { FastRCNNConvFCHead, BoxHeadOptions } from './box_head';
 export { BoxROIHeads, ROIHeads } from './roi_heads';
 export { Res5ROIHeads } from './res5_head';

@@ -42,13 +42,13 @@ export interface PoolerOptions {
   samplingRatio?: number;
   aligned?: boolean;
   /** Each map's RoIAlign scale: 'stride' = 1/stride (Detectron2; default); 'map' = the map's size
-   * over the image's, per axis (the authors' code: a 112 view's P5 map is 4x4, so 4/112, not 1/32).
-   * 'map' needs the image size at every call. */
+   * over the view's, per axis (the authors' code: a 112 view's P5 map is 4x4, so 4/112, not 1/32).
+   * 'map' needs the view's size at every call. */
   scale?: 'stride' | 'map';
 }
 
-/** [height, width] of the image the boxes are in (PoolerOptions.scale 'map'). */
-export type ImageSize = [number, number];
+/** [height, width] of the view the boxes are in (PoolerOptions.scale 'map'). */
+export type ViewSize = [number, number];
 
 /**
  * RoIAlign of R boxes: pool() on each box's assigned level -> [R, C, S, S] in box order;
@@ -77,10 +77,10 @@ export class ROIPooler {
       throw new TypeError(`ROIPooler: got ${features.length} feature maps for ${this.strides.length} strides`);
   }
 
-  private one(feature: Tensor, boxes: Tensor, level: number, imageSize?: ImageSize): Tensor {
+  private one(feature: Tensor, boxes: Tensor, level: number, viewSize?: ViewSize): Tensor {
     if (this.scale === 'stride') return roiAlign(feature, boxes, this.outputSize, 1 / this.strides[level], this.samplingRatio, this.aligned);
-    if (!imageSize) throw new TypeError("ROIPooler: scale 'map' needs the image size [H, W] the boxes are in");
-    const [h, w] = imageSize;
+    if (!viewSize) throw new TypeError("ROIPooler: scale 'map' needs the size [H, W] of the view the boxes are in");
+    const [h, w] = viewSize;
     const [fh, fw] = [feature.size(2), feature.size(3)];
     // x times the map's width over the image's, y the same with heights, then RoIAlign at scale 1.
     return tidy(() => {
@@ -91,13 +91,13 @@ export class ROIPooler {
 
   /**
    * features: one [N, C, H_l, W_l] per level; boxes [R, 5]; levels [R] int64 in 0..L-1 (ignored
-   * with one level); imageSize for scale 'map'. Each level's boxes are pooled in one call; the
+   * with one level); viewSize for scale 'map'. Each level's boxes are pooled in one call; the
    * outputs are concatenated and put back in box order with one gather.
    */
-  pool(features: Tensor[], boxes: Tensor, levels?: Tensor, imageSize?: ImageSize): Tensor {
+  pool(features: Tensor[], boxes: Tensor, levels?: Tensor, viewSize?: ViewSize): Tensor {
     this.checkFeatures(features);
     checkBoxes(boxes, 'ROIPooler.pool: boxes');
-    if (features.length === 1) return this.one(features[0], boxes, 0, imageSize);
+    if (features.length === 1) return this.one(features[0], boxes, 0, viewSize);
     if (!levels) throw new TypeError('ROIPooler.pool: levels are required with more than one feature map');
     const r = boxes.size(0);
     if (levels.ndim !== 1 || levels.size(0) !== r) throw new TypeError(`ROIPooler.pool: levels must be [${r}], got [${levels.shape}]`);
@@ -118,7 +118,7 @@ export class ROIPooler {
       const order = used.flatMap(([g]) => g);
       const dev = boxes.device;
       const idx = (a: number[]): Tensor => tensor(BigInt64Array.from(a, BigInt), { device: dev });
-      const outs = used.map(([g, l]) => this.one(features[l], boxes.indexSelect(0, idx(g)), l, imageSize));
+      const outs = used.map(([g, l]) => this.one(features[l], boxes.indexSelect(0, idx(g)), l, viewSize));
       const inverse = new Array<number>(r);
       order.forEach((box, pos) => { inverse[box] = pos; });
       return cat(outs, 0).indexSelect(0, idx(inverse));
@@ -126,9 +126,9 @@ export class ROIPooler {
   }
 
   /** Every box on every level: one [R, C, S, S] per feature map. */
-  poolEveryLevel(features: Tensor[], boxes: Tensor, imageSize?: ImageSize): Tensor[] {
+  poolEveryLevel(features: Tensor[], boxes: Tensor, viewSize?: ViewSize): Tensor[] {
     this.checkFeatures(features);
     checkBoxes(boxes, 'ROIPooler.poolEveryLevel: boxes');
-    return features.map((f, l) => this.one(f, boxes, l, imageSize));
+    return features.map((f, l) => this.one(f, boxes, l, viewSize));
   }
 }

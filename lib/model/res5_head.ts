@@ -3,7 +3,7 @@
 import { Tensor, tidy } from '../torch';
 import { Module, Sequential } from '../nn';
 import { NormFactory, batchNorm2d } from './conv_norm';
-import { ImageSize, ROIPooler } from './poolers';
+import { ROIPooler, ViewSize } from './poolers';
 import { ResNetDepth, initResNetNorms, makeStage, stageSpec } from './resnet';
 import { ROIHeads } from './roi_heads';
 
@@ -21,11 +21,11 @@ export class Res5ROIHeads extends Module implements ROIHeads {
     this.outDim = stageSpec(depth, 'res5').outChannels;
   }
 
-  forward(features: Tensor[], boxes: Tensor, _levels?: Tensor, imageSize?: ImageSize): Tensor {
-    return tidy(() => this.res5.forward(this.pooler.pool(features, boxes, undefined, imageSize)).mean([2, 3]));
+  forward(features: Tensor[], boxes: Tensor, _levels?: Tensor, viewSize?: ViewSize): Tensor {
+    return tidy(() => this.res5.forward(this.pooler.pool(features, boxes, undefined, viewSize)).mean([2, 3]));
   }
 
-  forwardEveryLevel(features: Tensor[], boxes: Tensor, imageSize?: ImageSize): Tensor[] {
-    return [this.forward(features, boxes, undefined, imageSize)];
+  forwardEveryLevel(features: Tensor[], boxes: Tensor, viewSize?: ViewSize): Tensor[] {
+    return [this.forward(features, boxes, undefined, viewSize)];
   }
 }

@@ -4,7 +4,7 @@ import { Tensor, tidy } from '../torch';
 import { Module } from '../nn';
 import { FastRCNNConvFCHead } from './box_head';
 import { NormFactory } from './conv_norm';
-import { ImageSize, ROIPooler } from './poolers';
+import { ROIPooler, ViewSize } from './poolers';
 
 /** What SoCoEncoder needs from a RoI head: box features from feature maps and boxes. */
 export interface ROIHeads extends Module {
@@ -12,9 +12,9 @@ export interface ROIHeads extends Module {
   /** Feature size per box. */
   readonly outDim: number;
   /** features (one map per pooler stride), boxes [R, 5], levels [R], the image's [H, W] -> [R, outDim]. */
-  forward(features: Tensor[], boxes: Tensor, levels?: Tensor, imageSize?: ImageSize): Tensor;
+  forward(features: Tensor[], boxes: Tensor, levels?: Tensor, viewSize?: ViewSize): Tensor;
   /** Every box on every level, the head run separately per level: one [R, outDim] per level. */
-  forwardEveryLevel(features: Tensor[], boxes: Tensor, imageSize?: ImageSize): Tensor[];
+  forwardEveryLevel(features: Tensor[], boxes: Tensor, viewSize?: ViewSize): Tensor[];
 }
 
 export interface BoxROIHeadsOptions {
@@ -48,11 +48,11 @@ export class BoxROIHeads extends Module implements ROIHeads {
     return this.box_head ? this.box_head.forward(pooled) : pooled.mean([2, 3]);
   }
 
-  forward(features: Tensor[], boxes: Tensor, levels?: Tensor, imageSize?: ImageSize): Tensor {
-    return tidy(() => this.head(this.pooler.pool(features, boxes, levels, imageSize)));
+  forward(features: Tensor[], boxes: Tensor, levels?: Tensor, viewSize?: ViewSize): Tensor {
+    return tidy(() => this.head(this.pooler.pool(features, boxes, levels, viewSize)));
   }
 
-  forwardEveryLevel(features: Tensor[], boxes: Tensor, imageSize?: ImageSize): Tensor[] {
-    return tidy(() => this.pooler.poolEveryLevel(features, boxes, imageSize).map((p) => this.head(p)));
+  forwardEveryLevel(features: Tensor[], boxes: Tensor, viewSize?: ViewSize): Tensor[] {
+    return tidy(() => this.pooler.poolEveryLevel(features, boxes, viewSize).map((p) => this.head(p)));
   }
 }
