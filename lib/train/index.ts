@@ -4,7 +4,7 @@ export {
   TrainConfig, ResolvedConfig, ConfigSources, ConfigError, DEFAULT_CONFIG, CONFIG_FIELDS, PRESETS, PresetName, ABLATIONS,
   resolveConfig, readConfigFile, checkConfig,
 } from './config';
-export { socoLoss, directedTerm, normalizedEmbeddingStd, LossNormalization, ViewPairEmbeddings, DirectedTermInput, SoCoLoss } from './loss';
+export { socoLoss, directedTerm, idWeights, normalizedEmbeddingStd, LossNormalization, ViewPairEmbeddings, DirectedTermInput, SoCoLoss } from './loss';
 export { LARS, LarsOptions, LarsState } from './lars';
 export { lrAt, tauAt, scaledLr, LrSchedule } from './schedules';
 export { trainStep, anchorPairs, ViewPair, StepResult, NonFiniteLossError } from './step';
