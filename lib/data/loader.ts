@@ -344,9 +344,8 @@ export class SoCoLoader {
         const views = raw.map((x, v) => augment(x, hb.samples.map((s) => s.augment[v]), augmentations[v]));
         const b = geoms.length;
         const k = geometry.k;
+        // The box sets lie in the same views for every image (the layout depends on the options only).
         const layout = geoms[0].sets.map((s) => s.view);
-        for (const g of geoms)
-          if (g.sets.map((s) => s.view).join() !== layout.join()) throw new LoaderError('loader: images of a batch have different box-set layouts');
         const int64 = (values: number[]): Tensor => tensor(BigInt64Array.from(values, BigInt), { shape: [b, k] }).to(device);
         const sets: BatchBoxSet[] = layout.map((view, s) => {
           const flat = new Float32Array(b * k * 4);

@@ -344,7 +344,6 @@ export function sampleViews(rng: Rng, width: number, height: number, proposals: 
   return { ids, fallback, views, sets, pairs: views.slice(1).map((_, i): [number, number] => [0, i + 1]) };
 }
 
-
 // ---------------------------------------------------------------- the authors' box pipeline
 
 /** The authors' P5 limit (aware_range[3]): a box whose integer size exceeds it gets no level. */
@@ -442,13 +441,13 @@ function padTo(rng: Rng, set: { boxes: Box[]; ids: number[] }, common: ReadonlyS
 /**
  * The authors' box pipeline (RECIPE.md "The authors' box pipeline"), for views cropped from the
  * raw image. Proposals become inclusive pixel indices (authorsInclusive; no proposals: the whole
- * image [0, 0, W-1, H-1]). Per pair (V1, V) for each distinct crop V: the proposals overlapping the
- * crop (strictly), K drawn without replacement (all if fewer); the draw is accepted when every pair
- * has at least `least` of them, `least` starting at max(K // 2, 1) and halving after each failed
- * try (crops drawn again); after OFFICIAL_TRIES tries the last draw stands. V1's copies are
- * jittered (FPN), each pair's on its own. Each side is clipped to its crop (clipToCrop) and padded
- * to K on its own among the boxes whose id both sides hold (padTo). A view sharing an earlier
- * view's crop (the authors' SoCo* V4 is V2 resized) shares that view's set and its V1 set. Every
+ * image [0, 0, W-1, H-1]). Per pair (V1, V) for each view V with a crop of its own: the proposals
+ * overlapping the crop (strictly), K drawn without replacement (all if fewer); the draw is accepted
+ * when every pair has at least `least` of them, `least` starting at max(K // 2, 1) and halving
+ * after each failed try (crops drawn again); after OFFICIAL_TRIES tries the last draw stands. V1's
+ * copies are jittered (FPN), each pair's on its own. Each side is clipped to its crop (clipToCrop)
+ * and padded to K on its own among the boxes whose id both sides hold (padTo). A later view on the
+ * shared crop (the authors' SoCo* V4 is V2 resized) shares V2's set and its V1 set. Every
  * set is then scaled to its view (officialViewBox): level from the integer box (officialLevel),
  * RoIAlign boxes from the normalised ones, flipped with their view (V1 once for all its sets).
  */
@@ -506,10 +505,8 @@ function sampleOfficialViews(rng: Rng, width: number, height: number, proposals:
     const scaled = r.boxes.map((b) => officialViewBox(b, crop.w, crop.h, size, size, flips[r.view]));
     return {
       view: r.view, ids: r.ids, inclusive: r.boxes, boxes: scaled.map((s) => s.pixels),
-      levels: scaled.map((s) => {
-        const l = officialLevel(s.integer, o.levelThresholds);
-        return l >= 0 || o.arch === 'fpn' ? l : 3;
-      }),
+      // C4 pools every box on C4: no level, and so no size limit.
+      levels: scaled.map((s) => (o.arch === 'c4' ? 3 : officialLevel(s.integer, o.levelThresholds))),
     };
   });
   const views: ViewGeometry[] = specs.map((spec, v) => {
