@@ -3,8 +3,9 @@
 // equals the authors' loss computed in PyTorch (test/reference/official_ref.py: torch.nn and
 // torchvision.ops, every box on every level, the (level, slot) correspondence matrix of equal
 // proposal ids) from the boxes as the authors' data code holds them before scaling. The levels and
-// RoIAlign boxes agree too. A second case takes V3 at 100 pixels, where each feature map's own
-// size (13x13 P3: 13/100) differs from 1/stride (1/8), so the per-map RoIAlign scale matters.
+// RoIAlign boxes agree too. Cases: R18-FPN; the same with V3 at 100 pixels, where each feature
+// map's own size (13x13 P3: 13/100) differs from 1/stride (1/8), so the per-map RoIAlign scale
+// matters; SoCo* (V4 = V2 at 112 shares V2's boxes); R18-C4 (two views, no levels, no jitter).
 import { strict as assert } from 'assert';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -30,6 +31,13 @@ const OFFICIAL_MAX_SIZE = 224;
 interface Result { loss: number; pairs: number[]; levels: number[][][]; boxes: number[][][][]; checked: number }
 interface Case { name: string; config: TrainConfig; batch: Batch; loss: number; pairs: Record<string, number>; dir: string }
 
+const CASES: [string, string, Partial<Record<keyof TrainConfig, unknown>>][] = [
+  ['official', 'official', {}],
+  ['official, V3 at 100', 'official', { v3Size: 100 }],
+  ['official SoCo*', 'official,soco-star', {}],
+  ['official C4', 'official,c4', {}],
+];
+
 describe("--preset official: the authors' box pipeline and loss end to end vs PyTorch", function () {
   this.timeout(600000);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-official-'));
@@ -51,9 +59,9 @@ describe("--preset official: the authors' box pipeline and loss end to end vs Py
     }
     w.close();
     const requests: string[] = [];
-    for (const [name, extra] of [['official', {}], ['official, V3 at 100', { v3Size: 100 }]] as const) {
+    for (const [name, presets, extra] of CASES) {
       const config = resolveConfig({
-        presets: 'official',
+        presets,
         overrides: { images: TRAIN, proposals: store, depth: 18, projectorHidden: 64, predictorHidden: 64, embedDim: 32, batchSize: 4, seed: 5, ...extra },
       }).config;
       const files = listImageFiles(TRAIN);
@@ -114,6 +122,9 @@ describe("--preset official: the authors' box pipeline and loss end to end vs Py
     assert.deepEqual(b.sets.map((s) => s.view), [0, 1, 0, 2]);
     assert.deepEqual(b.pairs.map((p) => [p.name, p.a, p.b]), [['v1-v2', 0, 1], ['v1-v3', 2, 3]]);
     assert.equal(b.pairing, 'ids');
+    assert.deepEqual(cases[2].batch.sets.map((s) => s.view), [0, 1, 0, 2, 3]);
+    assert.deepEqual(cases[2].batch.pairs.map((p) => [p.name, p.a, p.b]), [['v1-v2', 0, 1], ['v1-v3', 2, 3], ['v1-v4', 0, 4]]);
+    assert.deepEqual(cases[3].batch.pairs.map((p) => [p.name, p.a, p.b]), [['v1-v2', 0, 1]]);
     const sorted = (a: number[]): string => a.slice().sort((x, y) => x - y).join();
     let differentRepeats = 0;
     for (const g of b.geometry) for (const [a, c] of g.pairs) if (sorted(g.sets[a].ids) !== sorted(g.sets[c].ids)) differentRepeats++;
@@ -137,8 +148,9 @@ describe("--preset official: the authors' box pipeline and loss end to end vs Py
   it('the training step\'s loss and per-pair values equal the authors\' loss in PyTorch', () => {
     cases.forEach((c, i) => {
       const ref = results[i];
+      assert.ok(ref.pairs.every((v) => Math.abs(v) > 1e-3), `${c.name}: every pair has matched slots (${ref.pairs})`);
       assert.ok(Math.abs(c.loss - ref.loss) <= 1e-4 * Math.abs(ref.loss), `${c.name}: loss ${c.loss} vs ${ref.loss}`);
-      ['v1-v2', 'v1-v3'].forEach((name, p) =>
+      c.batch.pairs.forEach(({ name }, p) =>
         assert.ok(Math.abs(c.pairs[name] - ref.pairs[p]) <= 1e-4 * Math.abs(ref.pairs[p]), `${c.name} ${name}: ${c.pairs[name]} vs ${ref.pairs[p]}`));
     });
   });

@@ -505,8 +505,10 @@ function sampleOfficialViews(rng: Rng, width: number, height: number, proposals:
     const scaled = r.boxes.map((b) => officialViewBox(b, crop.w, crop.h, size, size, flips[r.view]));
     return {
       view: r.view, ids: r.ids, inclusive: r.boxes, boxes: scaled.map((s) => s.pixels),
-      // C4 pools every box on C4: no level, and so no size limit.
-      levels: scaled.map((s) => (o.arch === 'c4' ? 3 : officialLevel(s.integer, o.levelThresholds))),
+      levels: scaled.map((s) => {
+        const level = officialLevel(s.integer, o.levelThresholds);
+        return level < 0 && o.arch === 'c4' ? 3 : level;  // C4 pools every box on C4: no size limit
+      }),
     };
   });
   const views: ViewGeometry[] = specs.map((spec, v) => {

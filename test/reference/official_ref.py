@@ -10,11 +10,12 @@ views without jitter against the proposals, then does everything after: scale to
 truncate to int, the level from that int box, normalise by the crop, flip, RoIAlign of every box on
 every FPN level at the map's own size (scale 1 on normalised boxes times W, H), head, projector,
 predictor, and the loss with the (level, slot) x (level, slot) correspondence matrix of equal ids.
+R50-C4 (SoCo_C4): RoIAlign 14 on C4 at its size, the res5 head, the slot x slot matrix of equal ids.
 Runs on torch 1.13 and 2.x.
 
 IN holds request.json and a bundle (soco_ref.py's format): the model state (state.*) and the views
 (view.V: [N, 3, H, W], augmented). request.json:
-  options      network options (soco_ref.Network; FPN)
+  options      network options (soco_ref.Network: FPN or C4)
   thresholds   [48, 96, 192, 224]: a box whose size exceeds the last gets no level
   images       per image {width, height, rects: proposals as the authors' [x, y, w, h]}
   views        per view {size, crops: per image [x, y, w, h], flips: per image}
@@ -99,7 +100,15 @@ def normalised(inclusive, crop, flip):
     return t
 
 
-def embed_every_level(net, feats, boxes, then):
+def head(net, pooled):
+    rh = net.roi_heads
+    if isinstance(rh, soco_ref.Res5ROIHeads):
+        x = rh.res5(pooled)
+        return F.avg_pool2d(x, x.shape[-1]).flatten(1)
+    return rh.head(pooled)
+
+
+def embed_every_level(net, feats, boxes, then, res):
     """[N, P*K, D]: every box on every level (boxes [N, K, 4] normalised, times the map's W, H)."""
     n, k, _ = boxes.shape
     index = torch.arange(n, dtype=torch.float32).repeat_interleave(k).reshape(-1, 1)
@@ -107,8 +116,8 @@ def embed_every_level(net, feats, boxes, then):
     for f in feats:
         h, w = f.shape[-2:]
         b = boxes.reshape(-1, 4) * torch.tensor([w, h, w, h], dtype=torch.float32)
-        pooled = roi_align(f, torch.cat([index, b], dim=1), 7, 1.0, -1, True)
-        z = net.projector(net.roi_heads.head(pooled))
+        pooled = roi_align(f, torch.cat([index, b], dim=1), res, 1.0, -1, True)
+        z = net.projector(head(net, pooled))
         z = then(z) if then else z
         out.append(F.normalize(z, dim=1).reshape(n, k, -1))
     return torch.cat(out, dim=1)
@@ -137,7 +146,8 @@ def main(in_dir, out_dir):
     checked = check_clipped(req)
     b = soco_ref.read_bundle(in_dir)
     o = req['options']
-    assert o['arch'] == 'fpn' and o['fpn'], 'the reference covers the FPN variant'
+    c4 = o['arch'] == 'c4'
+    assert c4 or (o['fpn'] and o['head']), 'the reference covers the FPN variant with its head, and C4'
     model = soco_ref.SoCo(o)
     model.load_state_dict({k[len('state.'):]: v for k, v in b.items() if k.startswith('state.')}, strict=True)
     model.train()
@@ -151,20 +161,22 @@ def main(in_dir, out_dir):
         levels.append(lv)
         norm.append(torch.stack(nb))
         boxes.append((norm[-1] * view['size']).tolist())
-    p = 4
+    # C4 has one map: every slot is on it.
+    p = 1 if c4 else 4
+    slots = [[[0] * len(ids) for ids in s['ids']] for s in req['sets']] if c4 else levels
     images = [b[f'view.{v}'] for v in range(len(req['views']))]
 
     def run(net, then):
         feats = [net.features(img) for img in images]
-        return [embed_every_level(net, feats[s['view']], norm[i], then) for i, s in enumerate(req['sets'])]
+        return [embed_every_level(net, feats[s['view']], norm[i], then, 14 if c4 else 7) for i, s in enumerate(req['sets'])]
 
     online = run(model.online, model.predictor)
     with torch.no_grad():
         target = run(model.target, None)
     total, pairs = 0.0, []
     for a, c in req['pairs']:
-        corr = (assigned(levels[a], req['sets'][a]['ids'], -1 - a, p).unsqueeze(2)
-                == assigned(levels[c], req['sets'][c]['ids'], -1 - c, p).unsqueeze(1)).float()
+        corr = (assigned(slots[a], req['sets'][a]['ids'], -1 - a, p).unsqueeze(2)
+                == assigned(slots[c], req['sets'][c]['ids'], -1 - c, p).unsqueeze(1)).float()
         v = term(online[a], target[c], corr) + term(online[c], target[a], corr.transpose(1, 2))
         pairs.append(float(v))
         total = total + v
