@@ -4,7 +4,6 @@
 // extension ('n01440764_10026'); `proposals export --basename` by the file name. A lookup tries the
 // path, then the file name, then the stem. A name that several images of the tree share cannot
 // say whose boxes it holds: those images are reported (ambiguous) and get no boxes, never a guess.
-import * as path from 'path';
 import { ProposalRecord } from './proposal_store';
 
 /** Which key of the store an image's record was found under. */
@@ -16,38 +15,43 @@ export interface KeyedRecords {
   get(key: string): ProposalRecord | undefined;
 }
 
-/** An image's file name and its name without the extension (the authors' key). */
+/** An image's file name and its name without the extension (the authors' key; path.extname's rule). */
 function names(file: string): { name: string; stem: string } {
   const name = file.slice(file.lastIndexOf('/') + 1);
-  const ext = path.extname(name);
-  return { name, stem: ext ? name.slice(0, -ext.length) : name };
-}
-
-function counts(values: Iterable<string>): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const v of values) m.set(v, (m.get(v) ?? 0) + 1);
-  return m;
+  const dot = name.lastIndexOf('.');
+  return { name, stem: dot > 0 ? name.slice(0, dot) : name };
 }
 
 export type KeyResolution = { key: string; form: KeyForm } | { ambiguous: KeyForm } | null;
 
 /** Records of a store looked up by the images' relative paths ('/'-separated, as listImageFiles gives them). */
 export class ProposalLookup {
-  private readonly nameCount: Map<string, number>;
-  private readonly stemCount: Map<string, number>;
+  /** File names and stems that several images of the tree share (usually none: only they are kept). */
+  private readonly sharedNames: Set<string>;
+  private readonly sharedStems: Set<string>;
   /** Images whose record would come from a file name or stem that another image shares, with the
    * form (so no boxes are given to them); found up front from the names shared in the tree. */
   readonly ambiguous: { file: string; form: KeyForm }[] = [];
 
   constructor(readonly store: KeyedRecords, files: readonly string[]) {
-    const split = files.map(names);
-    this.nameCount = counts(split.map((n) => n.name));
-    this.stemCount = counts(split.map((n) => n.stem));
-    files.forEach((f, i) => {
-      if ((this.nameCount.get(split[i].name) ?? 0) < 2 && (this.stemCount.get(split[i].stem) ?? 0) < 2) return;
+    this.sharedNames = new Set();
+    this.sharedStems = new Set();
+    const seenNames = new Set<string>();
+    const seenStems = new Set<string>();
+    for (const f of files) {
+      const { name, stem } = names(f);
+      if (seenNames.has(name)) this.sharedNames.add(name);
+      else seenNames.add(name);
+      if (seenStems.has(stem)) this.sharedStems.add(stem);
+      else seenStems.add(stem);
+    }
+    if (!this.sharedNames.size && !this.sharedStems.size) return;
+    for (const f of files) {
+      const { name, stem } = names(f);
+      if (!this.sharedNames.has(name) && !this.sharedStems.has(stem)) continue;
       const r = this.resolve(f);
       if (r && 'ambiguous' in r) this.ambiguous.push({ file: f, form: r.ambiguous });
-    });
+    }
   }
 
   /** The store key an image's record is under: its path, else its file name, else its stem; a
@@ -55,8 +59,8 @@ export class ProposalLookup {
   resolve(file: string): KeyResolution {
     if (this.store.has(file)) return { key: file, form: 'path' };
     const { name, stem } = names(file);
-    if (name !== file && this.store.has(name)) return (this.nameCount.get(name) ?? 0) > 1 ? { ambiguous: 'name' } : { key: name, form: 'name' };
-    if (stem !== name && this.store.has(stem)) return (this.stemCount.get(stem) ?? 0) > 1 ? { ambiguous: 'stem' } : { key: stem, form: 'stem' };
+    if (name !== file && this.store.has(name)) return this.sharedNames.has(name) ? { ambiguous: 'name' } : { key: name, form: 'name' };
+    if (stem !== name && this.store.has(stem)) return this.sharedStems.has(stem) ? { ambiguous: 'stem' } : { key: stem, form: 'stem' };
     return null;
   }
 
