@@ -178,11 +178,11 @@ def main(in_dir, out_dir):
         corr = (assigned(slots[a], req['sets'][a]['ids'], -1 - a, p).unsqueeze(2)
                 == assigned(slots[c], req['sets'][c]['ids'], -1 - c, p).unsqueeze(1)).float()
         v = term(online[a], target[c], corr) + term(online[c], target[a], corr.transpose(1, 2))
-        pairs.append(float(v))
+        pairs.append(float(v.detach()))
         total = total + v
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, 'result.json'), 'w') as f:
-        json.dump({'loss': float(total), 'pairs': pairs, 'levels': levels, 'boxes': boxes, 'checked': checked}, f)
+        json.dump({'loss': float(total.detach()), 'pairs': pairs, 'levels': levels, 'boxes': boxes, 'checked': checked}, f)
 
 
 if __name__ == '__main__':
