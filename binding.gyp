@@ -11,7 +11,8 @@
         "native/image.cc",
         "native/proposals.cc",
         "native/dist.cc",
-        "native/torchscript.cc"
+        "native/torchscript.cc",
+        "native/io.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

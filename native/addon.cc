@@ -8,6 +8,7 @@ void InitImage(Napi::Env env, Napi::Object exports);
 void InitProposals(Napi::Env env, Napi::Object exports);
 void InitDist(Napi::Env env, Napi::Object exports);
 void InitTorchScript(Napi::Env env, Napi::Object exports);
+void InitIo(Napi::Env env, Napi::Object exports);
 }  // namespace soco
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -16,6 +17,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   soco::InitProposals(env, exports);
   soco::InitDist(env, exports);
   soco::InitTorchScript(env, exports);
+  soco::InitIo(env, exports);
   return exports;
 }
 
