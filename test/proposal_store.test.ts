@@ -1,5 +1,6 @@
-// Proposal store: format round trips, torn-tail recovery, index rebuild, the authors' JSON, and
-// the `proposals` CLI end to end on the real fixture photos (interrupt + resume).
+// Proposal store: format round trips, torn-tail recovery, index rebuild, damaged records (found,
+// named, refused or skipped, repaired without losing a good record), the authors' JSON and its
+// checked import, and the `proposals` CLI end to end on the real fixture photos (interrupt + resume).
 import { SYSTEM_PYTHON } from './reference/python';
 import { strict as assert } from 'assert';
 import { spawn, spawnSync } from 'child_process';
@@ -7,8 +8,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {
-  ProposalStore, ProposalStoreWriter, RecordStatus, readAuthorsJson, writeAuthorsJson,
+  DamagedStoreError, ProposalStore, ProposalStoreWriter, RecordStatus, openVerified, readAuthorsJson, writeAuthorsJson,
 } from '../lib/data/proposal_store';
+import { importJson } from '../lib/cli/proposals';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const FIX = path.join(ROOT, 'test', 'fixtures');
@@ -59,16 +61,17 @@ describe('proposal store', function () {
     for (let i = 0; i < 100; i++) w.append(`img${i}.jpg`, rec(i));
     w.close();
     const good = fs.statSync(f).size;
-    // an interrupted write: half a record at the end, and an index that no longer matches
+    // an interrupted write: the first 30 bytes of a record at the end, and an index that no longer matches
+    const last = 32 + 'img99.jpg'.length + 2 * 8 + 4;
     const fd = fs.openSync(f, 'a');
-    fs.writeSync(fd, fs.readFileSync(f).subarray(good - 40, good - 10));
+    fs.writeSync(fd, fs.readFileSync(f).subarray(good - last, good - last + 30));
     fs.closeSync(fd);
     let s = ProposalStore.open(f);  // reader: index rebuilt over the valid prefix
     assert.equal(s.size, 100);
     assert.deepEqual(s.get('img99.jpg')!.boxes, rec(99).boxes);
     s.close();
     w = ProposalStoreWriter.open(f, { scale: 500 });  // writer: cuts the torn tail, resumes
-    assert.equal(w.truncatedBytes, 30);
+    assert.equal(w.tornBytes, 30);
     assert.ok(w.has('img42.jpg') && !w.has('img100.jpg'));
     assert.equal(w.count, 100);
     w.append('img100.jpg', rec(100));
@@ -120,8 +123,183 @@ describe('proposal store', function () {
     const back: [string, number[][]][] = [];
     for await (const e of readAuthorsJson(json)) back.push(e);
     assert.deepEqual(back, [['x.JPEG', [[0, 0, 9, 19], [3, 4, 1, 1]]], ['y "q".JPEG', []]]);
-    fs.writeFileSync(json, '{"a": [[1, 2, 3]');
+    fs.writeFileSync(json, '{"a": [[1, 2, 3, 4]');
     await assert.rejects(async () => { for await (const _ of readAuthorsJson(json)) void _; }, /unexpected end of file/);
+  });
+
+  /** [key, first byte, end] of every record of an intact store, walking the record lengths. */
+  const layout = (f: string): { key: string; start: number; end: number }[] => {
+    const b = fs.readFileSync(f);
+    const out = [];
+    for (let o = 12 + b.readUInt32LE(8); o < b.length; o += b.readUInt32LE(o + 4)) {
+      out.push({ key: b.toString('utf8', o + 32, o + 32 + b.readUInt16LE(o + 8)), start: o, end: o + b.readUInt32LE(o + 4) });
+    }
+    return out;
+  };
+  const writeStore = (f: string, n: number): void => {
+    const w = ProposalStoreWriter.open(f, { scale: 500 });
+    for (let i = 0; i < n; i++) {
+      if (i % 23 === 5) w.appendFailure(`d${i % 4}/img${i}.jpg`, 'IMAGE_CORRUPT: bad Huffman code');
+      else w.append(`d${i % 4}/img${i}.jpg`, { ...rec(i), boxes: rec(i).boxes.subarray(0, 4 * (1 + (i % 2))) });
+    }
+    w.close();
+  };
+  const flip = (f: string, at: number, n: number): void => {
+    const fd = fs.openSync(f, 'r+');
+    const b = Buffer.alloc(n);
+    fs.readSync(fd, b, 0, n, at);
+    for (let i = 0; i < n; i++) b[i] ^= 0xa5;
+    fs.writeSync(fd, b, 0, n, at);
+    fs.closeSync(fd);
+  };
+
+  it('verify names each damaged record; readers refuse it, or leave it out when asked; nothing else is lost', async () => {
+    const f = path.join(tmp, 's.ssp');
+    writeStore(f, 300);
+    const recs = layout(f);
+    const before = ProposalStore.open(f);
+    const orig = new Map([...before.entries()].map((r) => [r.key, r]));
+    before.close();
+    flip(f, recs[100].end - 12, 8);  // the boxes (and CRC) of record 100: its header still names it
+    flip(f, recs[200].start + 2, 8);  // magic, length and key length of record 200: unnamed
+    const s = ProposalStore.open(f);
+    try {
+      const c = s.verify();
+      assert.equal(c.records, 298);
+      assert.equal(c.tornBytes, 0);
+      assert.deepEqual(c.damaged.map((d) => [d.offset, d.end, d.key]), [
+        [recs[100].start, recs[100].end, recs[100].key], [recs[200].start, recs[200].end, null]]);
+      assert.match(c.damaged[0].why, /checksum mismatch/);
+      // the index was built before the damage: a lookup reaches the record and refuses it
+      assert.throws(() => s.get(recs[100].key), (e: Error) => e instanceof DamagedStoreError &&
+        e.message.includes(`offset ${recs[100].start}`) && e.message.includes(`image ${recs[100].key}`) && /proposals generate/.test(e.message));
+      assert.throws(() => [...s.entries()], DamagedStoreError);
+      s.skipDamaged = true;
+      assert.equal(s.get(recs[100].key), undefined);
+      const left = [...s.entries()];
+      assert.deepEqual(left.map((r) => r.key).sort(), [...orig.keys()].filter((k) => k !== recs[100].key && k !== recs[200].key).sort());
+      for (const r of left) assert.deepEqual(r, orig.get(r.key));
+    } finally { s.close(); }
+    const lines: string[] = [];
+    assert.throws(() => openVerified(f, { skipDamaged: false, skipFlag: '--skip-damaged', log: (m) => lines.push(m) }),
+      /2 damaged records:\n  offset \d+ \(\d+ bytes\), image d0\/img100\.jpg: checksum mismatch\n  offset \d+ \(\d+ bytes\), image unknown[^]*--scale 500[^]*--skip-damaged/);
+    const v = openVerified(f, { skipDamaged: true, skipFlag: '--skip-damaged', log: (m) => lines.push(m) });
+    const json = path.join(tmp, 'out.json');
+    const n = await writeAuthorsJson(v, json);
+    v.close();
+    assert.match(lines.join('\n'), /skipped 2 damaged records \(--skip-damaged\)/);
+    assert.equal(n, [...orig.values()].filter((r) => r.status === RecordStatus.Ok).length - 2);
+
+    // the writer keeps the 298 good records (rewriting the store without the damage); the two images are redone
+    const w = ProposalStoreWriter.open(f, { scale: 500 });
+    assert.deepEqual(w.dropped.map((d) => d.offset), [recs[100].start, recs[200].start]);
+    assert.equal(w.count, 298);
+    assert.ok(!w.has(recs[100].key) && !w.has(recs[200].key) && w.has(recs[101].key));
+    for (const k of [recs[100].key, recs[200].key]) {
+      const o = orig.get(k)!;
+      w.append(k, { ...o, boxes: o.boxes });
+    }
+    w.close();
+    const r = ProposalStore.open(f);
+    try {
+      assert.deepEqual(r.verify().damaged, []);
+      assert.equal(r.size, 300);
+      for (const [k, o] of orig) assert.deepEqual(r.get(k), o);
+    } finally { r.close(); }
+    assert.deepEqual(fs.readdirSync(tmp).sort(), ['out.json', 's.ssp', 's.ssp.idx']);
+  });
+
+  it('random damage costs only the records it touches (100 trials, readers and the writer)', () => {
+    const f = path.join(tmp, 'base.ssp');
+    writeStore(f, 150);
+    const recs = layout(f);
+    const intact = fs.readFileSync(f);
+    const orig = ProposalStore.open(f);
+    const want = new Map([...orig.entries()].map((r) => [r.key, r]));
+    orig.close();
+    const dataStart = recs[0].start;
+    let seed = 12345;
+    const rnd = (n: number): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
+    const g = path.join(tmp, 'damaged.ssp');
+    for (let trial = 0; trial < 100; trial++) {
+      const b = Buffer.from(intact);
+      const hits: [number, number][] = [];
+      for (let k = 1 + rnd(3); k > 0; k--) {
+        const at = dataStart + rnd(b.length - dataStart), len = Math.min(1 + rnd(16), b.length - at);
+        for (let i = 0; i < len; i++) b[at + i] ^= 1 + rnd(255);
+        hits.push([at, at + len]);
+      }
+      const touched = new Set(recs.filter((r) => hits.some(([a, e]) => a < r.end && e > r.start)).map((r) => r.key));
+      fs.writeFileSync(g, b);
+      fs.rmSync(`${g}.idx`, { force: true });
+      const s = ProposalStore.open(g);
+      const c = s.verify();
+      s.skipDamaged = true;
+      const got = new Map([...s.entries()].map((r) => [r.key, r]));
+      s.close();
+      const ctx = `trial ${trial}: damage at ${JSON.stringify(hits)}`;
+      assert.deepEqual([...got.keys()].sort(), [...want.keys()].filter((k) => !touched.has(k)).sort(), ctx);
+      for (const [k, r] of got) assert.deepEqual(r, want.get(k), ctx);
+      // every touched record lies in a reported damaged stretch or in the unfinished tail
+      for (const r of recs.filter((x) => touched.has(x.key))) {
+        assert.ok(c.damaged.some((d) => d.offset <= r.start && r.start < d.end) || (c.tornBytes > 0 && r.start >= b.length - c.tornBytes), `${ctx}: ${r.key}`);
+      }
+      const w = ProposalStoreWriter.open(g, { scale: 500 });
+      assert.equal(w.count, got.size, ctx);
+      w.close();
+      const again = ProposalStore.open(g);
+      const after = again.verify();
+      assert.deepEqual([after.damaged.length, after.tornBytes, after.records], [0, 0, got.size], ctx);
+      again.close();
+    }
+  });
+
+  it('verify rebuilds an index that fails its checksum', () => {
+    const f = path.join(tmp, 's.ssp');
+    writeStore(f, 50);
+    flip(`${f}.idx`, 32 + 16 * 7 + 3, 6);
+    const s = ProposalStore.open(f);
+    try {
+      assert.equal(s.verify().index, 'rebuilt');
+      assert.equal(s.size, 50);
+      for (let i = 0; i < 50; i++) assert.ok(s.get(`d${i % 4}/img${i}.jpg`), `img${i}`);
+      assert.equal(s.verify().index, 'ok');
+    } finally { s.close(); }
+  });
+
+  it("import checks every number on its text (JSON path, original text) and leaves nothing behind", async () => {
+    const json = path.join(tmp, 'p.json');
+    const out = path.join(tmp, 'p.ssp');
+    const cases: [string, RegExp][] = [
+      ['{"n0/a.JPEG": [[1, 2, 3, 4], [4294967296, 0, 1, 1]]}', /image "n0\/a\.JPEG" box 1 x \(JSON path \$\["n0\/a\.JPEG"\]\[1\]\[0\]\): 4294967296 is beyond the store's range/],
+      ['{"a": [[0, 1e30, 1, 1]]}', /box 0 y \(JSON path \$\["a"\]\[0\]\[1\]\): 1e30 is beyond/],
+      ['{"a": [[0, 0, 1e10, 1]]}', /box 0 w .*: 1e10 is beyond/],
+      ['{"a": [[0, 0, 1, 1]], "b": [[-1, 0, 1, 1]]}', /image "b" box 0 x .*: -1 is negative/],
+      ['{"a": [[0, 0, 1.5, 1]]}', /box 0 w .*: 1\.5 is not a whole pixel/],
+      ['{"a": [[0, 0, 1, 1e400]]}', /box 0 h .*: 1e400 is not a finite number/],
+      ['{"a": [[0, 0, 1-2, 1]]}', /box 0 w .*: 1-2 is not a number/],
+      ['{"a": [[0, NaN, 1, 1]]}', /box 0 y .*: expected a number, got N/],
+      ['{"a": [[0, null, 1, 1]]}', /box 0 y .*: expected a number, got n/],
+      ['{"a": [[1, 2, 3]]}', /box 0 \(JSON path \$\["a"\]\[0\]\): \[1, 2, 3\] has 3 numbers/],
+      ['{"a": [[60000, 0, 6000, 1]]}', /box 0 .*: x 60000 \+ w 6000 \+ 1 is beyond/],
+      ['{"a": [[0, 0, 1, 1]], "b": [[0, 0, 1, 1]', /unexpected end of file/],
+      ['{}', /no images in it/],
+      ['[1, 2]', /expected \{/],
+    ];
+    for (const [text, re] of cases) {
+      fs.writeFileSync(json, text);
+      await assert.rejects(importJson(json, out, () => undefined), (e: Error) => { assert.match(e.message, re, text); return true; });
+      assert.deepEqual(fs.readdirSync(tmp), ['p.json'], text);
+    }
+    fs.writeFileSync(json, '{"a": [[0, 0, 65533, 9], [0, 0, 65533, 9]], "b": []}');
+    assert.equal(await importJson(json, out, () => undefined), 2);
+    const s = ProposalStore.open(out);
+    try {
+      assert.deepEqual([...s.get('a')!.boxes], [0, 0, 65534, 10]);
+      assert.equal(s.get('b')!.boxes.length, 0);
+    } finally { s.close(); }
+    assert.deepEqual(fs.readdirSync(tmp).sort(), ['p.json', 'p.ssp', 'p.ssp.idx']);
+    await assert.rejects(importJson(json, out, () => undefined), /exists; import writes a new store/);
   });
 
   describe('proposals CLI', () => {

@@ -21,3 +21,11 @@ export function listImageFiles(root: string): string[] {
   walk('');
   return out;
 }
+
+/**
+ * A sort key that orders '/'-separated relative paths as listImageFiles lists them: name by name
+ * down the tree ('/' becomes NUL, which sorts before any character a file name can hold).
+ */
+export function imageOrderKey(rel: string): string {
+  return rel.replaceAll('/', '\u0000');
+}

@@ -3,8 +3,11 @@
 // index is rebuilt from the log whenever it does not describe the log's current length.
 // Opening reads only headers; a lookup is one or two small preads, whatever the store's size.
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as zlib from 'zlib';
+import { processAlive } from '../io/lock';
+import { imageOrderKey } from './image_files';
 
 const LOG_MAGIC = 'SOCOPRP1';
 const IDX_MAGIC = 'SOCOIDX1';
@@ -12,6 +15,8 @@ const REC_MAGIC = 0x63655250; // 'PRec'
 const REC_HEADER = 32;
 const IDX_HEADER = 32;
 const SLOT = 16;
+const MAGIC_BYTES = Buffer.from([0x50, 0x52, 0x65, 0x63]);
+const SCAN_CHUNK = 1 << 22;
 
 export enum RecordStatus { Ok = 0, Failed = 1 }
 
@@ -86,24 +91,21 @@ function encodeRecord(key: string, status: RecordStatus, r: Partial<NewRecord> &
   return b;
 }
 
-/** Decodes a full record buffer; null when it is torn or corrupt. */
-function decodeRecord(b: Buffer): ProposalRecord | null {
-  if (b.length < REC_HEADER + 4 || b.readUInt32LE(0) !== REC_MAGIC) return null;
-  const len = b.readUInt32LE(4);
-  if (len !== b.length || b.readUInt32LE(len - 4) !== crcOf(b.subarray(0, len - 4))) return null;
+/** Decodes a record whose length and CRC were checked (probe). */
+function decodeRecord(b: Buffer, withBoxes: boolean): ProposalRecord {
   const klen = b.readUInt16LE(8);
   const status = b.readUInt8(10) as RecordStatus;
   const n = b.readUInt32LE(12);
   const key = b.toString('utf8', REC_HEADER, REC_HEADER + klen);
-  const boxes = new Int32Array(n * 4);
+  const boxes = new Int32Array(withBoxes ? n * 4 : 0);
   let o = REC_HEADER + klen;
-  for (let i = 0; i < n * 4; i++, o += 2) boxes[i] = b.readUInt16LE(o);
+  for (let i = 0; i < boxes.length; i++, o += 2) boxes[i] = b.readUInt16LE(o);
   const rec: ProposalRecord = {
     key, status, boxes,
     filterStage: b.readInt8(11), width: b.readUInt16LE(16), height: b.readUInt16LE(18),
     rawCount: b.readUInt32LE(20), uniqueCount: b.readUInt32LE(24), millis: b.readFloatLE(28),
   };
-  if (status === RecordStatus.Failed) rec.reason = b.toString('utf8', o, len - 4);
+  if (status === RecordStatus.Failed) rec.reason = b.toString('utf8', REC_HEADER + klen + n * 8, b.length - 4);
   return rec;
 }
 
@@ -127,49 +129,210 @@ function readLogHeader(fd: number, file: string): { meta: StoreMeta; dataStart: 
   return { meta: JSON.parse(j.toString('utf8')) as StoreMeta, dataStart: 12 + jlen };
 }
 
-interface ScanEntry { offset: number; rec: ProposalRecord }
+/** Reads of the log's bytes [pos, pos + len), fewer at its end; a buffer valid until the next read. */
+type ReadAt = (pos: number, len: number) => Buffer;
 
-/** Sequential scan of valid records; stops at the first torn/corrupt one. Returns its offset. */
-function* scanLog(fd: number, start: number, size: number, withBoxes = true): Generator<ScanEntry, number> {
-  const CHUNK = 1 << 22;
-  let buf = Buffer.alloc(0);
-  let bufPos = start; // file offset of buf[0]
-  let pos = start;
-  let end = start;
-  while (pos < size) {
-    const rel = pos - bufPos;
-    if (buf.length - rel < 8) {
-      const more = readExact(fd, bufPos + buf.length, Math.min(CHUNK, size - (bufPos + buf.length)));
-      if (more.length === 0) break;
-      buf = Buffer.concat([buf.subarray(rel), more]);
-      bufPos = pos;
-      continue;
+/** A sliding window over the log for sequential scans (which look ahead past damage). */
+function windowReader(fd: number, size: number): ReadAt {
+  let buf: Buffer = Buffer.alloc(0);
+  let at = 0;
+  return (pos, len) => {
+    const end = Math.min(size, pos + len);
+    if (pos < at || end > at + buf.length) {
+      buf = readExact(fd, pos, Math.min(size - pos, Math.max(end - pos, SCAN_CHUNK)));
+      at = pos;
     }
-    if (buf.readUInt32LE(rel) !== REC_MAGIC) break;
-    const len = buf.readUInt32LE(rel + 4);
-    if (len < REC_HEADER + 4 || pos + len > size) break;
-    if (buf.length - rel < len) {
-      const more = readExact(fd, bufPos + buf.length, Math.max(len - (buf.length - rel), Math.min(CHUNK, size - (bufPos + buf.length))));
-      if (more.length === 0) break;
-      buf = Buffer.concat([buf.subarray(rel), more]);
-      bufPos = pos;
-      continue;
-    }
-    const rec = decodeRecord(buf.subarray(rel, rel + len));
-    if (!rec) break;
-    if (!withBoxes) rec.boxes = new Int32Array(0);
-    yield { offset: pos, rec };
-    pos += len;
-    end = pos;
+    return buf.subarray(pos - at, end - at);
+  };
+}
+
+/** The length of the valid record at pos, or why there is none. */
+function probe(read: ReadAt, size: number, pos: number): { len: number } | { why: string } {
+  const h = read(pos, 8);
+  if (h.length < 8 || h.readUInt32LE(0) !== REC_MAGIC) return { why: 'no record header' };
+  const len = h.readUInt32LE(4);
+  if (len < REC_HEADER + 4 || pos + len > size) return { why: `impossible record length ${len}` };
+  const b = read(pos, len);
+  if (b.readUInt32LE(len - 4) !== crcOf(b.subarray(0, len - 4))) return { why: 'checksum mismatch' };
+  const boxBytes = b.readUInt8(10) === RecordStatus.Ok ? b.readUInt32LE(12) * 8 : 0;
+  if (REC_HEADER + b.readUInt16LE(8) + boxBytes + 4 > len) return { why: 'fields longer than the record' };
+  return { len };
+}
+
+/** Offset of the first valid record starting in [from, limit), or -1. */
+function findNext(read: ReadAt, size: number, from: number, limit: number): number {
+  for (let p = from; p < limit;) {
+    const chunk = read(p, SCAN_CHUNK);
+    if (chunk.length < 4) return -1;
+    const i = chunk.indexOf(MAGIC_BYTES);
+    if (i < 0) { p += chunk.length - 3; continue; }  // a magic may straddle the chunk's end
+    const c = p + i;
+    if (c >= limit) return -1;
+    if ('len' in probe(read, size, c)) return c;
+    p = c + 1;
   }
-  return end;
+  return -1;
+}
+
+/** The key a damaged record names, if its header and key bytes still read as one. */
+function keyAsRead(read: ReadAt, pos: number, end: number): string | null {
+  const h = read(pos, REC_HEADER);
+  if (h.length < REC_HEADER || h.readUInt32LE(0) !== REC_MAGIC) return null;
+  const klen = h.readUInt16LE(8);
+  if (klen === 0 || pos + REC_HEADER + klen > end) return null;
+  try {
+    const key = new TextDecoder('utf-8', { fatal: true }).decode(read(pos + REC_HEADER, klen));
+    return /[\u0000-\u001f\u007f]/.test(key) ? null : key;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Where the damage that starts at pos ends: at the record's own end when its header is sane (unless
+ * a valid record starts inside it), else at the next valid record, else at the end of the log.
+ */
+function damageEnd(read: ReadAt, size: number, pos: number): number {
+  const h = read(pos, 8);
+  const len = h.length === 8 && h.readUInt32LE(0) === REC_MAGIC ? h.readUInt32LE(4) : 0;
+  if (len >= REC_HEADER + 4 && pos + len <= size) {
+    const inside = findNext(read, size, pos + 1, pos + len);
+    return inside >= 0 ? inside : pos + len;
+  }
+  const next = findNext(read, size, pos + 1, size);
+  return next >= 0 ? next : size;
+}
+
+/** An interrupted append: the start of a record, cut before the length its header gives. */
+function isTorn(read: ReadAt, size: number, pos: number): boolean {
+  const rest = size - pos;
+  const h = read(pos, 8);
+  if (rest < 4) return h.equals(MAGIC_BYTES.subarray(0, rest));
+  return h.readUInt32LE(0) === REC_MAGIC && (rest < 8 || h.readUInt32LE(4) > rest);
+}
+
+/** A stretch of the log that holds no valid record: one or more damaged records. */
+export interface DamagedRecord {
+  /** Byte offset in the store and the offset of what follows (the next good record or the end). */
+  offset: number;
+  end: number;
+  /** The image its header names (it may be damaged too); null when unreadable. */
+  key: string | null;
+  why: string;
+}
+
+type ScanItem = { offset: number; rec: ProposalRecord; raw: Buffer; damage?: undefined } | { damage: DamagedRecord };
+interface ScanEnd {
+  /** End of the last good record. */
+  goodEnd: number;
+  /** Bytes of an interrupted append at the end (not damage: that record was never complete). */
+  tornBytes: number;
+}
+
+/**
+ * Every good record of the log in order (`raw` is valid until the next step), and every damaged
+ * stretch between them: a record that fails its checks is skipped up to the next valid record
+ * (or to its own end, when its header is sane and the next record starts there), so damage in the
+ * middle costs only the damaged records.
+ */
+function* scanLog(fd: number, start: number, size: number, withBoxes = true): Generator<ScanItem, ScanEnd> {
+  const read = windowReader(fd, size);
+  let pos = start, goodEnd = start;
+  let pending: DamagedRecord | null = null;
+  while (pos < size) {
+    const p = probe(read, size, pos);
+    if ('len' in p) {
+      if (pending) { yield { damage: pending }; pending = null; }
+      const raw = read(pos, p.len);
+      yield { offset: pos, rec: decodeRecord(raw, withBoxes), raw };
+      pos += p.len;
+      goodEnd = pos;
+      continue;
+    }
+    const end = damageEnd(read, size, pos);
+    if (end === size && isTorn(read, size, pos)) {
+      if (pending) yield { damage: pending };
+      return { goodEnd, tornBytes: size - pos };
+    }
+    // headerless bytes right after a damaged record are part of it
+    if (pending && !read(pos, 4).equals(MAGIC_BYTES)) pending.end = end;
+    else {
+      if (pending) yield { damage: pending };
+      pending = { offset: pos, end, key: keyAsRead(read, pos, end), why: p.why };
+    }
+    pos = end;
+  }
+  if (pending) yield { damage: pending };
+  return { goodEnd, tornBytes: 0 };
+}
+
+export function describeDamage(d: DamagedRecord): string {
+  return `offset ${d.offset} (${d.end - d.offset} bytes), ${d.key === null ? 'image unknown (its header is damaged)' : `image ${d.key}`}: ${d.why}`;
+}
+
+/** The command that repairs a damaged store: generate with its settings, or import again. */
+export function repairCommand(file: string, meta: StoreMeta): string {
+  if (typeof meta.importedFrom === 'string') return `import it again: \`soco-train proposals import --json ${meta.importedFrom} --out NEW_STORE\``;
+  const flags = [`--scale ${meta.scale}`, `--sigma ${meta.sigma}`, `--min-size ${meta.minSize}`];
+  if (meta.filter === 'none') flags.push('--no-filter');
+  if (typeof meta.maxSide === 'number' && meta.maxSide > 0) flags.push(`--max-side ${meta.maxSide}`);
+  return `\`soco-train proposals generate --images IMAGE_DIR --out ${file} ${flags.join(' ')}\` (keeps every good record and redoes the damaged ones)`;
+}
+
+/** A record failed its checks; the message names it and the remedies. */
+export class DamagedStoreError extends Error {
+  override name = 'DamagedStoreError';
+  constructor(file: string, meta: StoreMeta, readonly damaged: DamagedRecord[], skipFlag?: string) {
+    const n = damaged.length;
+    const list = damaged.slice(0, 10).map((d) => `  ${describeDamage(d)}`).join('\n') + (n > 10 ? `\n  ... and ${n - 10} more` : '');
+    super(`${file}: ${n} damaged record${n === 1 ? '' : 's'}:\n${list}\nRepair: ${repairCommand(file, meta)}` +
+      (skipFlag ? `; or pass ${skipFlag} to go on without them` : `; \`soco-train proposals verify ${file}\` lists every damaged record`));
+  }
+}
+
+// ---------------------------------------------------------------- temporary files
+
+/** Where a writer of `target` stages it: host and pid name the writer, so a dead one's leftovers are known. */
+export function tempPath(target: string): string {
+  return `${target}.tmp-${os.hostname()}-${process.pid}`;
+}
+
+/** Removes what dead writers of this host left while staging `target` (and files named after
+ * those); returns their names. Writers call it holding the target's lock. */
+export function removeStaleTemps(target: string): string[] {
+  const dir = path.dirname(path.resolve(target));
+  const prefix = `${path.basename(target)}.`;
+  const host = os.hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const re = new RegExp(`\\.tmp-${host}-(\\d+)(?=\\.|$)`);
+  const removed: string[] = [];
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return removed; }
+  for (const name of names) {
+    const m = name.startsWith(prefix) ? re.exec(name) : null;
+    if (!m || processAlive(Number(m[1]))) continue;
+    fs.rmSync(path.join(dir, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+function fsyncDir(file: string): void {
+  const fd = fs.openSync(path.dirname(path.resolve(file)), 'r');
+  try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+}
+
+// ---------------------------------------------------------------- index
+
+/** The index is current when it describes the log's length and last 4 bytes (a rewritten log of the same length is not). */
+function logFingerprint(fd: number, logSize: number): number {
+  return readExact(fd, logSize - 4, 4).readUInt32LE(0);
 }
 
 /** Writes STORE.idx for the log's first `logSize` bytes (atomically: temp file + rename). */
 function buildIndex(file: string, fd: number, dataStart: number, logSize: number): void {
   const offsets = new Map<string, number>();
   const it = scanLog(fd, dataStart, logSize, false);
-  for (let r = it.next(); !r.done; r = it.next()) offsets.set(r.value.rec.key, r.value.offset);
+  for (let r = it.next(); !r.done; r = it.next()) if (!r.value.damage) offsets.set(r.value.rec.key, r.value.offset);
   const count = offsets.size;
   let nslots = 16;
   while (nslots < count * 2) nslots *= 2;
@@ -188,7 +351,8 @@ function buildIndex(file: string, fd: number, dataStart: number, logSize: number
   head.writeUInt32LE(count, 16);
   head.writeUInt32LE(nslots, 20);
   head.writeUInt32LE(crcOf(table), 24);
-  const tmp = `${file}.idx.tmp-${process.pid}`;
+  head.writeUInt32LE(logFingerprint(fd, logSize), 28);
+  const tmp = tempPath(`${file}.idx`);
   const ifd = fs.openSync(tmp, 'w');
   try {
     fs.writeSync(ifd, head);
@@ -200,22 +364,39 @@ function buildIndex(file: string, fd: number, dataStart: number, logSize: number
   fs.renameSync(tmp, `${file}.idx`);
 }
 
+// ---------------------------------------------------------------- reading
+
+/** What verify() found. */
+export interface StoreCheck {
+  /** Good records (a re-run image's older records included). */
+  records: number;
+  damaged: DamagedRecord[];
+  /** Bytes of an interrupted append at the end (a generate that was killed or is still running). */
+  tornBytes: number;
+  /** 'rebuilt': the index failed its checksum and was rebuilt from the records. */
+  index: 'ok' | 'rebuilt';
+}
+
 /** Read access: O(1) lookups by key (relative image path), sequential iteration. */
 export class ProposalStore {
   readonly meta: StoreMeta;
-  /** Distinct keys (images), failures included. */
-  readonly size: number;
+  /** Leave damaged records out (as if absent) instead of throwing DamagedStoreError. */
+  skipDamaged = false;
   private readonly fd: number;
-  private readonly ifd: number;
-  private readonly nslots: number;
+  private ifd: number;
+  private count: number;
+  private nslots: number;
   private readonly dataStart: number;
   private readonly logSize: number;
   private closed = false;
 
   private constructor(readonly file: string, fd: number, ifd: number, meta: StoreMeta, dataStart: number, logSize: number, size: number, nslots: number) {
     this.fd = fd; this.ifd = ifd; this.meta = meta; this.dataStart = dataStart; this.logSize = logSize;
-    this.size = size; this.nslots = nslots;
+    this.count = size; this.nslots = nslots;
   }
+
+  /** Distinct keys (images), failures included. */
+  get size(): number { return this.count; }
 
   /** Opens a store; rebuilds its index first if the index is missing or stale. */
   static open(file: string): ProposalStore {
@@ -223,10 +404,10 @@ export class ProposalStore {
     try {
       const { meta, dataStart } = readLogHeader(fd, file);
       const logSize = fs.fstatSync(fd).size;
-      let ifd = ProposalStore.openIndex(file, logSize);
+      let ifd = ProposalStore.openIndex(file, fd, logSize);
       if (ifd === null) {
         buildIndex(file, fd, dataStart, logSize);
-        ifd = ProposalStore.openIndex(file, logSize);
+        ifd = ProposalStore.openIndex(file, fd, logSize);
         if (ifd === null) throw new Error(`${file}.idx: could not build the index`);
       }
       const h = readExact(ifd, 0, IDX_HEADER);
@@ -237,14 +418,49 @@ export class ProposalStore {
     }
   }
 
-  private static openIndex(file: string, logSize: number): number | null {
+  private static openIndex(file: string, fd: number, logSize: number): number | null {
     let ifd: number;
     try { ifd = fs.openSync(`${file}.idx`, 'r'); } catch { return null; }
     const h = readExact(ifd, 0, IDX_HEADER);
     const ok = h.length === IDX_HEADER && h.toString('latin1', 0, 8) === IDX_MAGIC && h.readDoubleLE(8) === logSize &&
-      fs.fstatSync(ifd).size === IDX_HEADER + h.readUInt32LE(20) * SLOT;
+      h.readUInt32LE(28) === logFingerprint(fd, logSize) && fs.fstatSync(ifd).size === IDX_HEADER + h.readUInt32LE(20) * SLOT;
     if (!ok) { fs.closeSync(ifd); return null; }
     return ifd;
+  }
+
+  /**
+   * Checks every record (length, CRC, fields) and the index's checksum, in one sequential read of
+   * both files. A damaged index is rebuilt (it is derived data); damaged records are returned, and
+   * afterwards get() and entries() treat them per `skipDamaged`.
+   */
+  verify(): StoreCheck {
+    this.check();
+    const damaged: DamagedRecord[] = [];
+    let records = 0;
+    const it = scanLog(this.fd, this.dataStart, this.logSize, false);
+    let r = it.next();
+    for (; !r.done; r = it.next()) {
+      if (r.value.damage) damaged.push(r.value.damage);
+      else records++;
+    }
+    const head = readExact(this.ifd, 0, IDX_HEADER);
+    let crc = 0;
+    for (let o = 0; o < this.nslots * SLOT; o += SCAN_CHUNK) {
+      crc = zlib.crc32(readExact(this.ifd, IDX_HEADER + o, Math.min(SCAN_CHUNK, this.nslots * SLOT - o)), crc);
+    }
+    let index: StoreCheck['index'] = 'ok';
+    if ((crc >>> 0) !== head.readUInt32LE(24)) {
+      buildIndex(this.file, this.fd, this.dataStart, this.logSize);
+      const ifd = ProposalStore.openIndex(this.file, this.fd, this.logSize);
+      if (ifd === null) throw new Error(`${this.file}.idx: could not rebuild the index`);
+      fs.closeSync(this.ifd);
+      this.ifd = ifd;
+      const h = readExact(ifd, 0, IDX_HEADER);
+      this.count = h.readUInt32LE(16);
+      this.nslots = h.readUInt32LE(20);
+      index = 'rebuilt';
+    }
+    return { records, damaged, tornBytes: (r.value as ScanEnd).tornBytes, index };
   }
 
   private offsetOf(key: string): number | undefined {
@@ -263,11 +479,14 @@ export class ProposalStore {
     return undefined;
   }
 
-  private readAt(off: number): ProposalRecord {
-    const len = readExact(this.fd, off + 4, 4).readUInt32LE(0);
-    const rec = decodeRecord(readExact(this.fd, off, len));
-    if (!rec) throw new Error(`${this.file}: corrupt record at offset ${off}`);
-    return rec;
+  /** The record at `off`; undefined when it is damaged and skipDamaged is set. */
+  private readAt(off: number): ProposalRecord | undefined {
+    const read: ReadAt = (pos, len) => readExact(this.fd, pos, Math.min(len, this.logSize - pos));
+    const p = probe(read, this.logSize, off);
+    if ('len' in p) return decodeRecord(read(off, p.len), true);
+    if (this.skipDamaged) return undefined;
+    const end = damageEnd(read, this.logSize, off);
+    throw new DamagedStoreError(this.file, this.meta, [{ offset: off, end, key: keyAsRead(read, off, end), why: p.why }]);
   }
 
   /** The record stored under exactly this key (lib/data/proposal_keys.ts finds an image's key:
@@ -283,12 +502,30 @@ export class ProposalStore {
     return this.offsetOf(key) !== undefined;
   }
 
-  /** Every current record in log order (superseded duplicates skipped). */
-  *entries(opts: { boxes?: boolean } = {}): Generator<ProposalRecord> {
+  /**
+   * Every current record (superseded duplicates skipped), in log order or, with order 'image', in
+   * the order of the image list (lib/data/image_files: the tree walked with sorted names). A damaged
+   * record throws DamagedStoreError, or is left out when skipDamaged is set.
+   */
+  *entries(opts: { boxes?: boolean; order?: 'log' | 'image' } = {}): Generator<ProposalRecord> {
     this.check();
     const it = scanLog(this.fd, this.dataStart, this.logSize, opts.boxes ?? true);
+    const sorted: { key: string; offset: number }[] = [];
     for (let r = it.next(); !r.done; r = it.next()) {
-      if (this.offsetOf(r.value.rec.key) === r.value.offset) yield r.value.rec;
+      const v = r.value;
+      if (v.damage) {
+        if (this.skipDamaged) continue;
+        throw new DamagedStoreError(this.file, this.meta, [v.damage]);
+      }
+      if (this.offsetOf(v.rec.key) !== v.offset) continue;
+      if (opts.order === 'image') sorted.push({ key: imageOrderKey(v.rec.key), offset: v.offset });
+      else yield v.rec;
+    }
+    if (opts.order !== 'image') return;
+    sorted.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const s of sorted) {
+      const rec = this.readAt(s.offset);
+      if (rec) yield rec;
     }
   }
 
@@ -304,8 +541,36 @@ export class ProposalStore {
   }
 }
 
-/** Append access. Opening an existing store resumes it: a torn tail is cut off, the keys already
- * present are reported by has(), and the index is rewritten on close(). */
+/**
+ * Opens a store for reading after verify(): a damaged one is refused with the list of damaged
+ * records, unless `skipDamaged` (then they count as absent and `log` gets how many were skipped).
+ * `skipFlag` names the caller's flag in messages.
+ */
+export function openVerified(file: string, o: { skipDamaged: boolean; skipFlag?: string; log: (m: string) => void }): ProposalStore {
+  const store = ProposalStore.open(file);
+  try {
+    const c = store.verify();
+    if (c.index === 'rebuilt') o.log(`${file}: its index failed its checksum; rebuilt it from the records`);
+    if (c.damaged.length) {
+      if (!o.skipDamaged) throw new DamagedStoreError(file, store.meta, c.damaged, o.skipFlag);
+      store.skipDamaged = true;
+      const n = c.damaged.length;
+      o.log(`${file}: skipped ${n} damaged record${n === 1 ? '' : 's'}${o.skipFlag ? ` (${o.skipFlag})` : ''}; their images count as having no proposals:\n` +
+        c.damaged.slice(0, 10).map((d) => `  ${describeDamage(d)}`).join('\n') + (n > 10 ? `\n  ... and ${n - 10} more` : ''));
+    }
+    return store;
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------- writing
+
+/** Append access. Opening an existing store resumes it: an interrupted append at the end is cut
+ * off, damaged records are dropped (the store is rewritten without them), the keys of the good
+ * records are reported by has(), and the index is rewritten on close(). One writer at a time: the
+ * commands hold STORE.lock (lib/io/lock.ts) around it. */
 export class ProposalStoreWriter {
   private fd: number;
   private pos: number;
@@ -313,50 +578,77 @@ export class ProposalStoreWriter {
   private sinceSync = 0;
   private closed = false;
   readonly meta: StoreMeta;
-  /** Bytes dropped from a torn tail when the store was reopened. */
-  readonly truncatedBytes: number;
+  /** Bytes of an interrupted append cut off the end when the store was reopened. */
+  tornBytes = 0;
+  /** Damaged records dropped when the store was reopened (their images are no longer in it). */
+  dropped: DamagedRecord[] = [];
 
-  private constructor(readonly file: string, fd: number, pos: number, meta: StoreMeta, truncated: number) {
-    this.fd = fd; this.pos = pos; this.meta = meta; this.truncatedBytes = truncated;
+  private constructor(readonly file: string, fd: number, pos: number, meta: StoreMeta) {
+    this.fd = fd; this.pos = pos; this.meta = meta;
   }
 
   /** Creates a store, or reopens one for appending when it exists (meta then must match when
    * `meta` is given for the keys it names, unless `force`). */
   static open(file: string, meta: StoreMeta, opts: { force?: boolean } = {}): ProposalStoreWriter {
-    if (fs.existsSync(file) && fs.statSync(file).size > 0) {
-      const fd = fs.openSync(file, 'r+');
-      try {
-        const { meta: old, dataStart } = readLogHeader(fd, file);
-        if (!opts.force) {
-          for (const k of Object.keys(meta)) {
-            if (JSON.stringify(old[k]) !== JSON.stringify(meta[k]))
-              throw new Error(`${file}: was generated with ${k}=${JSON.stringify(old[k])}, not ${JSON.stringify(meta[k])}; use another --out or the same settings`);
-          }
-        }
-        const size = fs.fstatSync(fd).size;
-        const w = new ProposalStoreWriter(file, fd, 0, old, 0);
-        const it = scanLog(fd, dataStart, size, false);
-        let r = it.next();
-        for (; !r.done; r = it.next()) w.done.set(r.value.rec.key, r.value.rec.status);
-        const end = r.value as number;
-        if (end < size) { fs.ftruncateSync(fd, end); fs.fsyncSync(fd); }
-        w.pos = end;
-        (w as { truncatedBytes: number }).truncatedBytes = size - end;
-        return w;
-      } catch (e) {
-        fs.closeSync(fd);
-        throw e;
-      }
-    }
+    return fs.existsSync(file) && fs.statSync(file).size > 0 ? ProposalStoreWriter.resume(file, meta, opts) : ProposalStoreWriter.create(file, meta);
+  }
+
+  /** A new store: the header is written to a temp file and renamed, so a store is never half a header. */
+  private static create(file: string, meta: StoreMeta): ProposalStoreWriter {
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     const j = Buffer.from(JSON.stringify(meta), 'utf8');
     const head = Buffer.alloc(12);
     head.write(LOG_MAGIC, 0, 'latin1');
     head.writeUInt32LE(j.length, 8);
-    const fd = fs.openSync(file, 'w+');
-    fs.writeSync(fd, Buffer.concat([head, j]), 0, 12 + j.length, 0);
-    fs.fsyncSync(fd);
-    return new ProposalStoreWriter(file, fd, 12 + j.length, meta, 0);
+    const tmp = tempPath(file);
+    const fd = fs.openSync(tmp, 'w+');
+    try {
+      fs.writeSync(fd, Buffer.concat([head, j]), 0, 12 + j.length, 0);
+      fs.fsyncSync(fd);
+      fs.renameSync(tmp, file);
+    } catch (e) {
+      fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+    return new ProposalStoreWriter(file, fd, 12 + j.length, meta);
+  }
+
+  private static resume(file: string, meta: StoreMeta, opts: { force?: boolean }): ProposalStoreWriter {
+    let fd = fs.openSync(file, 'r+');
+    try {
+      const { meta: old, dataStart } = readLogHeader(fd, file);
+      if (!opts.force) {
+        for (const k of Object.keys(meta)) {
+          if (JSON.stringify(old[k]) !== JSON.stringify(meta[k]))
+            throw new Error(`${file}: was generated with ${k}=${JSON.stringify(old[k])}, not ${JSON.stringify(meta[k])}; use another --out or the same settings`);
+        }
+      }
+      const size = fs.fstatSync(fd).size;
+      const w = new ProposalStoreWriter(file, fd, 0, old);
+      const it = scanLog(fd, dataStart, size, false);
+      let r = it.next();
+      for (; !r.done; r = it.next()) {
+        if (r.value.damage) w.dropped.push(r.value.damage);
+        else w.done.set(r.value.rec.key, r.value.rec.status);
+      }
+      const { goodEnd, tornBytes } = r.value;
+      w.tornBytes = tornBytes;
+      if (w.dropped.some((d) => d.offset < goodEnd)) {
+        // damage before good records: rewrite the log with the good records only
+        fs.closeSync(fd);
+        fd = -1;
+        w.fd = fd = compact(file, dataStart);
+        w.pos = fs.fstatSync(fd).size;
+      } else {
+        if (goodEnd < size) { fs.ftruncateSync(fd, goodEnd); fs.fsyncSync(fd); }
+        w.pos = goodEnd;
+      }
+      return w;
+    } catch (e) {
+      if (fd >= 0) fs.closeSync(fd);
+      throw e;
+    }
   }
 
   /** Keys already in the store (ok or failed). */
@@ -381,71 +673,168 @@ export class ProposalStoreWriter {
     if (++this.sinceSync >= 4096) { fs.fdatasyncSync(this.fd); this.sinceSync = 0; }
   }
 
-  /** Flushes, closes and writes the index. */
-  close(): void {
+  /** Flushes, closes and writes the index (`index: false`: leaves it to the next reader). */
+  close(o: { index?: boolean } = {}): void {
     if (this.closed) return;
     this.closed = true;
-    fs.fsyncSync(this.fd);
-    const { dataStart } = readLogHeader(this.fd, this.file);
-    buildIndex(this.file, this.fd, dataStart, this.pos);
-    fs.closeSync(this.fd);
+    try {
+      fs.fsyncSync(this.fd);
+      if (o.index !== false) buildIndex(this.file, this.fd, readLogHeader(this.fd, this.file).dataStart, this.pos);
+    } finally {
+      fs.closeSync(this.fd);
+    }
+  }
+}
+
+/** Rewrites `file` with its header and good records only (temp file + rename); returns it open for appending. */
+function compact(file: string, dataStart: number): number {
+  const src = fs.openSync(file, 'r');
+  const tmp = tempPath(file);
+  const out = fs.openSync(tmp, 'w+');
+  try {
+    let pos = 0;
+    const chunks: Buffer[] = [readExact(src, 0, dataStart)];
+    let pending = dataStart;
+    const flush = (): void => {
+      const b = Buffer.concat(chunks);
+      for (let o = 0; o < b.length;) o += fs.writeSync(out, b, o, b.length - o, pos + o);
+      pos += b.length;
+      chunks.length = 0;
+      pending = 0;
+    };
+    const it = scanLog(src, dataStart, fs.fstatSync(src).size, false);
+    for (let r = it.next(); !r.done; r = it.next()) {
+      if (r.value.damage) continue;
+      chunks.push(Buffer.from(r.value.raw));
+      if ((pending += r.value.raw.length) >= SCAN_CHUNK) flush();
+    }
+    flush();
+    fs.fsyncSync(out);
+    fs.renameSync(tmp, file);
+    fsyncDir(file);
+    return out;
+  } catch (e) {
+    fs.closeSync(out);
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    fs.closeSync(src);
   }
 }
 
 // ---------------------------------------------------------------- authors' JSON
 
-/** Streams the authors' JSON ({key: [[x, y, w, h], ...], ...}) without holding it in memory. */
+/** The store holds 16-bit pixel coordinates: box ends x + w + 1 and y + h + 1 included. */
+const MAX_COORD = 0xffff;
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+const RECT_FIELDS = ['x', 'y', 'w', 'h'];
+
+/**
+ * Streams the authors' JSON ({key: [[x, y, w, h], ...], ...}) without holding it in memory. Every
+ * number is checked on its text before any conversion (a JSON number, finite, a whole pixel, not
+ * negative, box ends within the store's 16-bit range), and errors quote that text with its JSON
+ * path: image key, box index, field.
+ */
 export async function* readAuthorsJson(file: string): AsyncGenerator<[string, number[][]]> {
   const stream = fs.createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 });
-  let state: 'start' | 'key' | 'colon' | 'value' | 'comma' | 'end' = 'start';
+  type State = 'start' | 'firstKey' | 'key' | 'colon' | 'list' | 'firstBox' | 'box' | 'firstNum' | 'num' | 'inNum' | 'afterNum' | 'afterBox' | 'comma' | 'end';
+  let state: State = 'start';
   let key = '';
-  let str: string | null = null; // inside a string token
+  let str: string | null = null; // inside a string token: its raw text, escapes included
   let esc = false;
-  let depth = 0;
   let num = '';
+  let texts: string[] = [];
   let rects: number[][] = [];
-  let cur: number[] = [];
-  const fail = (msg: string): never => { throw new Error(`${file}: not the authors' proposal JSON (${msg})`); };
+  let at = 0; // characters before the current chunk
+  let i = 0;
+  const where = (f?: number): string => {
+    const b = rects.length;
+    return `image ${JSON.stringify(key)} box ${b}${f === undefined ? '' : ` ${RECT_FIELDS[f] ?? `number ${f}`}`} ` +
+      `(JSON path $[${JSON.stringify(key)}][${b}]${f === undefined ? '' : `[${f}]`})`;
+  };
+  const fail = (msg: string): never => { throw new Error(`${file}: not the authors' proposal JSON: ${msg} at character ${at + i}`); };
+  const bad = (msg: string): never => { throw new Error(`${file}: ${msg}`); };
+  const endBox = (): void => {
+    if (texts.length !== 4) bad(`${where()}: [${texts.join(', ')}] has ${texts.length} numbers; a box is [x, y, w, h]`);
+    const v = texts.map((t, f) => {
+      if (!JSON_NUMBER.test(t)) bad(`${where(f)}: ${t} is not a number`);
+      const x = Number(t);
+      if (!Number.isFinite(x)) bad(`${where(f)}: ${t} is not a finite number`);
+      if (!Number.isInteger(x)) bad(`${where(f)}: ${t} is not a whole pixel`);
+      if (x < 0) bad(`${where(f)}: ${t} is negative`);
+      if (x >= MAX_COORD) bad(`${where(f)}: ${t} is beyond the store's range (coordinates up to ${MAX_COORD})`);
+      return x;
+    });
+    for (const [o, s] of [[0, 2], [1, 3]]) {
+      if (v[o] + v[s] + 1 > MAX_COORD)
+        bad(`${where()}: ${RECT_FIELDS[o]} ${texts[o]} + ${RECT_FIELDS[s]} ${texts[s]} + 1 is beyond the store's range (coordinates up to ${MAX_COORD})`);
+    }
+    rects.push(v);
+    texts = [];
+  };
   for await (const chunk of stream as AsyncIterable<string>) {
     const out: [string, number[][]][] = [];
-    for (let i = 0; i < chunk.length; i++) {
+    for (i = 0; i < chunk.length; i++) {
       const ch = chunk[i];
       if (str !== null) {
-        // raw text kept (escapes included) and decoded by JSON.parse at the closing quote
         if (esc) { str += ch; esc = false; }
         else if (ch === '\\') { str += ch; esc = true; }
-        else if (ch === '"') { key = JSON.parse(`"${str}"`) as string; str = null; state = 'colon'; }
-        else str += ch;
+        else if (ch === '"') {
+          try { key = JSON.parse(`"${str}"`) as string; } catch { fail(`malformed key "${str.slice(0, 80)}"`); }
+          str = null;
+          state = 'colon';
+        } else str += ch;
         continue;
       }
-      if (ch === ' ' || ch === '\n' || ch === '\r' || ch === '\t') { if (num) { cur.push(Number(num)); num = ''; } continue; }
+      if (state === 'inNum') {
+        if ((ch >= '0' && ch <= '9') || ch === '-' || ch === '+' || ch === '.' || ch === 'e' || ch === 'E') { num += ch; continue; }
+        texts.push(num);
+        num = '';
+        state = 'afterNum';
+      }
+      if (ch === ' ' || ch === '\n' || ch === '\r' || ch === '\t') continue;
+      // the first key, box or number may instead close its (empty) container
+      if (state === 'firstKey') { if (ch === '}') { state = 'end'; continue; } state = 'key'; }
+      if (state === 'firstBox') { if (ch === ']') { out.push([key, rects]); state = 'comma'; continue; } state = 'box'; }
+      if (state === 'firstNum') { if (ch === ']') { endBox(); state = 'afterBox'; continue; } state = 'num'; }
       switch (state) {
-        case 'start': if (ch !== '{') fail('expected {'); state = 'key'; break;
-        case 'key': if (ch === '}') { state = 'end'; break; } if (ch !== '"') fail(`expected a key, got ${ch}`); str = ''; break;
-        case 'colon': if (ch !== ':') fail('expected :'); state = 'value'; depth = 0; rects = []; break;
-        case 'value':
-          if (ch === '[') { depth++; if (depth === 2) cur = []; else if (depth > 2) fail('nested too deep'); }
-          else if (ch === ']') {
-            if (num) { cur.push(Number(num)); num = ''; }
-            depth--;
-            if (depth === 1) rects.push(cur);
-            else if (depth === 0) { out.push([key, rects]); state = 'comma'; }
-          } else if (ch === ',') { if (num) { cur.push(Number(num)); num = ''; } }
-          else if ((ch >= '0' && ch <= '9') || ch === '-' || ch === '.' || ch === 'e' || ch === 'E' || ch === '+') num += ch;
-          else fail(`unexpected ${ch}`);
+        case 'start': if (ch !== '{') fail(`expected { , got ${ch}`); state = 'firstKey'; break;
+        case 'key': if (ch !== '"') fail(`expected a key, got ${ch}`); str = ''; break;
+        case 'colon': if (ch !== ':') fail(`expected : after the key ${JSON.stringify(key)}, got ${ch}`); state = 'list'; break;
+        case 'list': if (ch !== '[') fail(`expected the list of boxes of ${JSON.stringify(key)}, got ${ch}`); rects = []; state = 'firstBox'; break;
+        case 'box': if (ch !== '[') fail(`${where()}: expected a box [x, y, w, h], got ${ch}`); texts = []; state = 'firstNum'; break;
+        case 'num':
+          if (!((ch >= '0' && ch <= '9') || ch === '-')) fail(`${where(texts.length)}: expected a number, got ${ch}`);
+          num = ch;
+          state = 'inNum';
           break;
-        case 'comma': if (ch === ',') state = 'key'; else if (ch === '}') state = 'end'; else fail('expected , or }'); break;
-        case 'end': fail('trailing data');
+        case 'afterNum':
+          if (ch === ',') state = 'num';
+          else if (ch === ']') { endBox(); state = 'afterBox'; }
+          else fail(`${where(texts.length - 1)}: expected , or ] after ${texts[texts.length - 1]}, got ${ch}`);
+          break;
+        case 'afterBox':
+          if (ch === ',') state = 'box';
+          else if (ch === ']') { out.push([key, rects]); state = 'comma'; }
+          else fail(`${where()}: expected , or ] after a box, got ${ch}`);
+          break;
+        case 'comma': if (ch === ',') state = 'key'; else if (ch === '}') state = 'end'; else fail(`expected , or } after the boxes of ${JSON.stringify(key)}, got ${ch}`); break;
+        case 'end': fail('trailing data after the closing }');
       }
     }
+    at += chunk.length;
     for (const e of out) yield e;
   }
+  i = 0;
   if (state !== 'end') fail('unexpected end of file');
 }
 
-/** Writes the authors' JSON format; returns the number of images written. */
+/**
+ * Writes the authors' JSON format, keys in image order (lib/data/image_files), atomically (temp
+ * file + rename); returns the number of images written.
+ */
 export async function writeAuthorsJson(store: ProposalStore, file: string, opts: { basename?: boolean; includeFailed?: boolean } = {}): Promise<number> {
-  const tmp = `${file}.tmp-${process.pid}`;
+  const tmp = tempPath(file);
   const out = fs.createWriteStream(tmp, { encoding: 'utf8' });
   let failed: Error | undefined;
   out.on('error', (e) => { failed = e; });
@@ -454,18 +843,24 @@ export async function writeAuthorsJson(store: ProposalStore, file: string, opts:
     if (!out.write(s)) await new Promise<void>((resolve) => out.once('drain', resolve));
   };
   let n = 0;
-  await write('{');
-  for (const rec of store.entries()) {
-    if (rec.status !== RecordStatus.Ok && !opts.includeFailed) continue;
-    const key = opts.basename ? rec.key.slice(rec.key.lastIndexOf('/') + 1) : rec.key;
-    const b = rec.boxes;
-    const parts: string[] = [];
-    for (let i = 0; i < b.length; i += 4) parts.push(`[${b[i]}, ${b[i + 1]}, ${b[i + 2] - b[i] - 1}, ${b[i + 3] - b[i + 1] - 1}]`);
-    await write(`${n ? ', ' : ''}${JSON.stringify(key)}: [${parts.join(', ')}]`);
-    n++;
+  try {
+    await write('{');
+    for (const rec of store.entries({ order: 'image' })) {
+      if (rec.status !== RecordStatus.Ok && !opts.includeFailed) continue;
+      const key = opts.basename ? rec.key.slice(rec.key.lastIndexOf('/') + 1) : rec.key;
+      const b = rec.boxes;
+      const parts: string[] = [];
+      for (let i = 0; i < b.length; i += 4) parts.push(`[${b[i]}, ${b[i + 1]}, ${b[i + 2] - b[i] - 1}, ${b[i + 3] - b[i + 1] - 1}]`);
+      await write(`${n ? ', ' : ''}${JSON.stringify(key)}: [${parts.join(', ')}]`);
+      n++;
+    }
+    await write('}');
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    out.destroy();
+    fs.rmSync(tmp, { force: true });
+    throw e;
   }
-  await write('}');
-  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-  fs.renameSync(tmp, file);
   return n;
 }
