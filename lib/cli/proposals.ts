@@ -1,17 +1,20 @@
-// `soco-train proposals generate|export|import|show`: selective-search proposals for an image
-// tree into a proposal store (lib/data/proposal_store.ts), conversions to and from the authors'
-// JSON, and pictures of boxes and statistics (paper Figures 2 and 3).
+// `soco-train proposals generate|verify|export|import|show`: selective-search proposals for an
+// image tree into a proposal store (lib/data/proposal_store.ts), its check, conversions to and
+// from the authors' JSON, and pictures of boxes and statistics (paper Figures 2 and 3). The
+// commands that write a store hold its lock (STORE.lock, lib/io/lock.ts): one writer at a time.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { positiveInt } from './options';
 import * as zlib from 'zlib';
 import { decodeImage, isImageDecodeError, readImageSize } from '../data/image';
-import { listImageFiles } from '../data/image_files';
+import { imageOrderKey, listImageFiles } from '../data/image_files';
 import { Rng } from '../data/views_geometry';
 import {
-  ProposalRecord, ProposalStore, ProposalStoreWriter, RecordStatus, readAuthorsJson, writeAuthorsJson,
+  ProposalRecord, ProposalStore, ProposalStoreWriter, RecordStatus, describeDamage, openVerified, readAuthorsJson,
+  removeStaleTemps, repairCommand, tempPath, writeAuthorsJson,
 } from '../data/proposal_store';
+import { OutputLock, acquireLock, describeOwner, lockOwner } from '../io/lock';
 import { PRESETS, PresetName, SelectiveSearchParams, fromAuthorsRects, selectiveSearch } from '../data/selective_search';
 
 function nonNegInt(name: string) {
@@ -93,6 +96,25 @@ export function storeSummary(store: ProposalStore): string {
   return lines.join('\n');
 }
 
+/** Takes the store's writer lock (STORE.lock), then removes what dead writers left next to it. */
+function lockStore(out: string, command: string, log: (m: string) => void): OutputLock {
+  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+  const lock = acquireLock(`${out}.lock`, { what: `--out ${out}`, command, log });
+  const removed = removeStaleTemps(out);
+  if (removed.length) log(`note: removed ${removed.length} leftover file(s) of a killed writer: ${removed.join(', ')}`);
+  return lock;
+}
+
+/** The failed records of a store, in image order. */
+function failures(store: ProposalStore): [string, string][] {
+  const out: [string, string][] = [];
+  for (const r of store.entries({ boxes: false })) if (r.status === RecordStatus.Failed) out.push([r.key, r.reason ?? 'unknown']);
+  return out.sort((a, b) => { const x = imageOrderKey(a[0]), y = imageOrderKey(b[0]); return x < y ? -1 : x > y ? 1 : 0; });
+}
+
+/** Where `generate` lists every image that could not be read: STORE.failures.tsv (key, reason). */
+export const failuresFile = (store: string): string => `${store}.failures.tsv`;
+
 interface GenerateOpts {
   images: string; out: string; workers: number; preset: PresetName; scale?: number; sigma?: number;
   minSize?: number; maxSide: number; filter: boolean; quiet?: boolean;
@@ -134,10 +156,25 @@ export async function generate(o: GenerateOpts): Promise<{ done: number; failed:
   if (!fs.existsSync(o.images) || !fs.statSync(o.images).isDirectory()) throw new Error(`--images ${o.images}: not a directory`);
   const log = (s: string): void => { if (!o.quiet) process.stderr.write(s); };
   const files = listImages(o.images);
+  if (files.length === 0) throw new Error(`--images ${o.images}: no .jpg/.jpeg/.png/.webp files in it (searched recursively)`);
   const meta = { format: 'soco-train proposals 1', algorithm: 'selective-search (skimage felzenszwalb + authors grouping)',
     scale: params.scale, sigma: params.sigma, minSize: params.minSize, filter: params.filter ? 'ratio3size0308' : 'none', maxSide: o.maxSide };
+  const lock = lockStore(o.out, 'proposals generate', (m) => log(`proposals: ${m}\n`));
+  try {
+    return await generateLocked(o, params, meta, files, log);
+  } finally {
+    lock.release();
+  }
+}
+
+async function generateLocked(o: GenerateOpts, params: SelectiveSearchParams, meta: Record<string, unknown>, files: string[],
+  log: (s: string) => void): Promise<{ done: number; failed: number; interrupted: boolean }> {
   const writer = ProposalStoreWriter.open(o.out, meta);
-  if (writer.truncatedBytes) log(`proposals: cut a torn tail of ${writer.truncatedBytes} bytes off ${o.out} (interrupted write)\n`);
+  if (writer.tornBytes) log(`proposals: cut an unfinished record of ${writer.tornBytes} bytes off the end of ${o.out} (an interrupted run)\n`);
+  if (writer.dropped.length) {
+    log(`proposals: dropped ${writer.dropped.length} damaged record(s) of ${o.out}, kept its ${writer.count} good ones; the damaged images are redone:\n` +
+      writer.dropped.map((d) => `  ${describeDamage(d)}\n`).join(''));
+  }
   const todo = files.filter((f) => !writer.has(f));
   log(`proposals: ${files.length} images under ${o.images}, ${files.length - todo.length} already in ${o.out}, ${todo.length} to do, ${o.workers} workers\n`);
 
@@ -190,23 +227,83 @@ export async function generate(o: GenerateOpts): Promise<{ done: number; failed:
   const el = (Date.now() - t0) / 1000;
   log(`proposals: ${done} images in ${fmtTime(el)} (${(done / Math.max(el, 1e-9)).toFixed(2)} img/s), ${failed} failed${stopping ? '; interrupted: run the same command again to resume' : ''}\n`);
   const store = ProposalStore.open(o.out);
-  try { if (!o.quiet) console.log(storeSummary(store)); } finally { store.close(); }
+  try {
+    if (!o.quiet) console.log(storeSummary(store));
+    const unreadable = failures(store);
+    const list = failuresFile(o.out);
+    if (unreadable.length) {
+      const tmp = tempPath(list);
+      fs.writeFileSync(tmp, unreadable.map(([k, why]) => `${k}\t${why.replace(/[\t\n]/g, ' ')}\n`).join(''));
+      fs.renameSync(tmp, list);
+      const first = unreadable.slice(0, 5).map(([k, why]) => `  ${k}: ${why}\n`).join('');
+      log(`proposals: ${unreadable.length} image(s) could not be read${unreadable.length > 5 ? ' (the first 5)' : ''}:\n${first}` +
+        `proposals: all ${unreadable.length} listed in ${list}\n`);
+    } else {
+      fs.rmSync(list, { force: true });
+    }
+  } finally { store.close(); }
   return { done, failed, interrupted: stopping };
 }
 
-export async function importJson(json: string, out: string): Promise<number> {
-  if (fs.existsSync(out)) throw new Error(`--out ${out} exists; import writes a new store`);
-  const writer = ProposalStoreWriter.open(out, { format: 'soco-train proposals 1', importedFrom: path.resolve(json) });
-  let n = 0;
+/**
+ * Converts the authors' JSON into a new store. Every number is checked before conversion
+ * (readAuthorsJson); the store is written to a temporary file and renamed when complete, so a
+ * failed or killed import leaves nothing behind (a killed one's leftovers go at the next start).
+ */
+export async function importJson(json: string, out: string, log: (m: string) => void = (m) => console.error(m)): Promise<number> {
+  if (!fs.existsSync(json)) throw new Error(`--json ${json}: no such file`);
+  const lock = lockStore(out, 'proposals import', (m) => log(`proposals import: ${m}`));
   try {
-    for await (const [key, rects] of readAuthorsJson(json)) {
-      writer.append(key, { boxes: fromAuthorsRects(rects), width: 0, height: 0, rawCount: rects.length, uniqueCount: rects.length, filterStage: -1, millis: 0 });
-      n++;
+    if (fs.existsSync(out)) throw new Error(`--out ${out} exists; import writes a new store (remove it or choose another --out)`);
+    const tmp = tempPath(out);
+    const writer = ProposalStoreWriter.open(tmp, { format: 'soco-train proposals 1', importedFrom: path.resolve(json) });
+    let n = 0;
+    try {
+      for await (const [key, rects] of readAuthorsJson(json)) {
+        try {
+          writer.append(key, { boxes: fromAuthorsRects(rects), width: 0, height: 0, rawCount: rects.length, uniqueCount: rects.length, filterStage: -1, millis: 0 });
+        } catch (e) {
+          throw new Error(`${json}: image ${JSON.stringify(key)}: ${(e as Error).message}`);
+        }
+        n++;
+      }
+      if (n === 0) throw new Error(`${json}: no images in it ({}): nothing to import`);
+      writer.close();
+    } catch (e) {
+      writer.close({ index: false });
+      for (const f of [tmp, `${tmp}.idx`]) fs.rmSync(f, { force: true });
+      throw e;
     }
+    fs.renameSync(tmp, out);
+    fs.renameSync(`${tmp}.idx`, `${out}.idx`);
+    return n;
   } finally {
-    writer.close();
+    lock.release();
   }
-  return n;
+}
+
+/** `proposals verify`: every damaged record (offset, image), the index, an unfinished tail; false when damaged. */
+export function verifyStore(file: string, print: (s: string) => void = console.log): boolean {
+  if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
+  const t0 = Date.now();
+  const store = ProposalStore.open(file);
+  try {
+    const c = store.verify();
+    print(`proposals verify: ${file}: ${c.records} good records (${store.size} images), ${c.damaged.length} damaged; ` +
+      `index ${c.index === 'ok' ? 'ok' : 'failed its checksum and was rebuilt'}; ${((Date.now() - t0) / 1000).toFixed(2)} s`);
+    for (const d of c.damaged) print(`  damaged: ${describeDamage(d)}`);
+    if (c.tornBytes) {
+      const writer = lockOwner(`${file}.lock`);
+      print(`  the last ${c.tornBytes} bytes are an unfinished record: ${writer ? `being written by ${describeOwner(writer)}`
+        : 'a generate that was interrupted (running it again cuts them off and redoes that image)'}`);
+    }
+    if (c.damaged.length) {
+      print(`Repair: ${repairCommand(file, store.meta)}; or read around them with --skip-damaged (export, show) or --skip-damaged-proposals (train)`);
+    }
+    return c.damaged.length === 0;
+  } finally {
+    store.close();
+  }
 }
 
 // ---------------------------------------------------------------- pictures
@@ -270,8 +367,8 @@ export function histogramPng(values: number[], bins: number, W = 640, H = 360): 
   return { png: encodePng(img, W, H), edges, counts };
 }
 
-export async function show(o: { store: string; images: string; n: number; outDir: string; boxes: number; seed: number }): Promise<string[]> {
-  const store = ProposalStore.open(o.store);
+export async function show(o: { store: string; images: string; n: number; outDir: string; boxes: number; seed: number; skipDamaged?: boolean }): Promise<string[]> {
+  const store = openVerified(o.store, { skipDamaged: o.skipDamaged ?? false, skipFlag: '--skip-damaged', log: (m) => console.error(`proposals show: ${m}`) });
   const written: string[] = [];
   try {
     const ok: string[] = [];
@@ -293,9 +390,17 @@ export async function show(o: { store: string; images: string; n: number; outDir
     }
     fs.mkdirSync(o.outDir, { recursive: true });
     const rand = new Rng(o.seed);
-    const pick = [...ok];
+    // image order first: the same seed picks the same images whatever order generate wrote them in
+    const pick = ok.map((k) => [imageOrderKey(k), k]).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map((e) => e[1]);
     for (let i = pick.length - 1; i > 0; i--) { const j = rand.int(i + 1); [pick[i], pick[j]] = [pick[j], pick[i]]; }
-    for (const key of pick.slice(0, o.n)) {
+    const picked = pick.slice(0, o.n);
+    const absent = picked.filter((k) => !fs.existsSync(path.join(o.images, k)));
+    if (absent.length) {
+      console.error(`proposals show: warning: ${absent.length} of the ${picked.length} sampled images are not under --images ${o.images} ` +
+        `(e.g. ${path.join(o.images, absent[0])}): is it the folder the store was generated from? Only the histograms describe the store`);
+    }
+    for (const key of picked) {
+      if (absent.includes(key)) continue;
       const rec = store.get(key) as ProposalRecord;
       let img;
       try { img = await decodeImage(path.join(o.images, key)); } catch (e) {
@@ -349,13 +454,20 @@ export function registerProposalsCommands(program: Command): void {
     .requiredOption('--store <store>', 'proposal store')
     .requiredOption('--json <out>', 'output JSON file')
     .option('--basename', 'key by file name instead of the relative path (the authors\' keys)')
-    .action(async (opts: { store: string; json: string; basename?: boolean }) => {
-      const store = ProposalStore.open(opts.store);
+    .option('--skip-damaged', 'leave damaged records out (counted) instead of refusing the store')
+    .action(async (opts: { store: string; json: string; basename?: boolean; skipDamaged?: boolean }) => {
+      const store = openVerified(opts.store, { skipDamaged: opts.skipDamaged ?? false, skipFlag: '--skip-damaged', log: (m) => console.error(`proposals export: ${m}`) });
       try {
         const n = await writeAuthorsJson(store, opts.json, { basename: opts.basename });
         console.log(`proposals export: ${n} images to ${opts.json}`);
         console.log(storeSummary(store));
       } finally { store.close(); }
+    });
+  cmd.command('verify')
+    .description('check every record of a store (checksums) and its index; lists each damaged record (offset, image); exit 1 when damaged')
+    .argument('<store>', 'proposal store')
+    .action((store: string) => {
+      if (!verifyStore(store)) process.exitCode = 1;
     });
   cmd.command('import')
     .description("convert the authors' JSON into a proposal store")
@@ -375,7 +487,8 @@ export function registerProposalsCommands(program: Command): void {
     .requiredOption('--out-dir <dir>', 'where the PNGs go')
     .option('--boxes <k>', 'boxes drawn per image', positiveInt('--boxes'), 8)
     .option('--seed <s>', 'random seed', nonNegInt('--seed'), 0)
-    .action(async (opts: { store: string; images: string; n: number; outDir: string; boxes: number; seed: number }) => {
+    .option('--skip-damaged', 'leave damaged records out (counted) instead of refusing the store')
+    .action(async (opts: { store: string; images: string; n: number; outDir: string; boxes: number; seed: number; skipDamaged?: boolean }) => {
       await show(opts);
     });
 }
