@@ -18,6 +18,8 @@ export interface TrainConfig extends SoCoNetworkOptions {
   images: string;
   /** Proposal store made by `soco-train proposals` for the same images. Unused for proposalSource random/whole-image. */
   proposals: string;
+  /** Train with a damaged proposal store: its damaged records count as absent (those images use the whole image). */
+  skipDamagedProposals: boolean;
   /** Output folder: checkpoints, metrics.jsonl, TensorBoard events (tb/), config.json, Detectron2 export. */
   out: string;
   device: 'auto' | 'cpu' | 'cuda';
@@ -111,7 +113,7 @@ interface Field { kind: Kind; help: string; min?: number; max?: number }
 
 /** Paper defaults (RECIPE.md). */
 export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
-  images: '', proposals: '', out: 'soco-run', device: 'auto', precision: 'auto', seed: 0, workers: 4, prefetch: 2,
+  images: '', proposals: '', skipDamagedProposals: false, out: 'soco-run', device: 'auto', precision: 'auto', seed: 0, workers: 4, prefetch: 2,
   logEvery: 20, checkpointEvery: 1000, checkpointEveryEpochs: 1, keepCheckpoints: 3, resume: 'auto', maxIters: 0,
   arch: 'fpn', depth: 50, fpn: true, head: true, scaleAware: true, singleLevel: 0, poolAllLevels: false,
   levelThresholds: [48, 96, 192], poolerScale: 'stride', projectorHidden: 4096, predictorHidden: 4096, embedDim: 256, syncBN: true,
@@ -125,6 +127,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
 export const CONFIG_FIELDS: { readonly [K in keyof TrainConfig]: Field } = {
   images: { kind: 'string', help: 'folder of training images' },
   proposals: { kind: 'string', help: 'proposal store for those images (soco-train proposals)' },
+  skipDamagedProposals: { kind: 'bool', help: 'train on a damaged proposal store: damaged records count as absent (whole-image boxes) instead of refusing it' },
   out: { kind: 'string', help: 'output folder' },
   device: { kind: ['auto', 'cpu', 'cuda'], help: 'training device' },
   precision: { kind: ['auto', 'fp32', 'bf16', 'fp16'], help: 'auto: bf16 autocast on CUDA, fp32 on CPU' },

@@ -4,7 +4,7 @@ import * as path from 'path';
 import { Tensor, arange, cat, tidy } from '../torch';
 import { SoCoView } from '../model';
 import { SoCoLoader, Batch, disposeBatch } from '../data/loader';
-import { ProposalStore } from '../data/proposal_store';
+import { DamagedStoreError, ProposalStore, openVerified } from '../data/proposal_store';
 import { KeyForm, ProposalLookup } from '../data/proposal_keys';
 import { GeometryOptions, PAPER_GEOMETRY } from '../data/views_geometry';
 import { listImageFiles } from '../data/image_files';
@@ -45,17 +45,22 @@ export function geometryOptions(c: TrainConfig): GeometryOptions {
 const FORM_NAMES: Record<KeyForm, string> = { path: 'relative path', name: 'file name', stem: "file name without extension (the authors' keys)" };
 
 /**
- * Opens the proposal store and checks that it was made for these images: a sample of up to
- * `sample` files spread over the list must be found in it, by relative path, file name or file
- * name without extension (ProposalLookup). Images whose record would come from a name that another
- * image of the tree shares are an error: their boxes cannot be told apart. Errors name both paths.
+ * Opens the proposal store, verifies every record (lib/data/proposal_store openVerified: a damaged
+ * store is refused naming its damaged records unless o.skipDamaged) and checks that it was made for
+ * these images: a sample of up to 2000 files spread over the list must be found in it, by relative
+ * path, file name or file name without extension (ProposalLookup). Images whose record would come
+ * from a name that another image of the tree shares are an error: their boxes cannot be told apart.
+ * Errors name both paths.
  */
-export function openProposals(file: string, imagesDir: string, files: readonly string[], sample = 2000):
+export function openProposals(file: string, imagesDir: string, files: readonly string[],
+  o: { skipDamaged?: boolean; skipFlag?: string; log?: (m: string) => void } = {}):
   { store: ProposalStore; lookup: ProposalLookup; coverage: number; forms: Record<KeyForm, number> } {
+  const sample = 2000;
   let store: ProposalStore;
   try {
-    store = ProposalStore.open(file);
+    store = openVerified(file, { skipDamaged: o.skipDamaged ?? false, skipFlag: o.skipFlag, log: o.log ?? ((m) => console.warn(m)) });
   } catch (e) {
+    if (e instanceof DamagedStoreError) throw e;
     throw new Error(`--proposals ${file}: cannot open it as a proposal store (${(e as Error).message})`);
   }
   try {
@@ -136,7 +141,7 @@ export async function createBatchSource(c: TrainConfig, device: string, log: (m:
   let store: ProposalStore | null = null;
   let lookup: ProposalLookup | null = null;
   if (c.proposalSource === 'selective-search') {
-    const r = openProposals(c.proposals, c.images, files);
+    const r = openProposals(c.proposals, c.images, files, { skipDamaged: c.skipDamagedProposals, skipFlag: '--skip-damaged-proposals', log });
     ({ store, lookup } = r);
     if (r.coverage < 1) log(`proposals: ${(100 * r.coverage).toFixed(1)}% of the sampled images have boxes; the others use the whole image`);
     for (const form of ['name', 'stem'] as const)

@@ -28,7 +28,8 @@ import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './check
 import { GradientSync, NonFiniteLossError, StepPrecision, trainStep } from './step';
 import { LossScaleState, autocastDtype, initialLossScale, updateLossScale } from './amp';
 import { BatchSource, createBatchSource, Shard } from './data_source';
-import { DistContext, GradientReducer, InitOptions, broadcastModule, broadcastTensors, convertSyncBatchNorm, initFromEnv } from '../distributed';
+import { DistContext, GradientReducer, InitOptions, broadcastModule, broadcastTensors, convertSyncBatchNorm, initFromEnv, readDistEnv } from '../distributed';
+import { OutputLock, acquireLock } from '../io/lock';
 
 /** Writes and reads checkpoint state (lib/torch's PyTorch-format save/load). */
 export interface CheckpointIO {
@@ -62,6 +63,9 @@ export interface TrainResult {
   finalLoss: number;
 }
 
+/** The lock file in --out: one run writes a folder at a time (lib/io/lock.ts). */
+export const OUT_LOCK = '.soco-train.lock';
+
 /** Keys that must match between a checkpoint and the resuming config (they change the model or the step sequence). */
 const RESUME_KEYS: (keyof TrainConfig)[] = [
   'arch', 'depth', 'fpn', 'head', 'scaleAware', 'singleLevel', 'poolAllLevels', 'levelThresholds', 'projectorHidden', 'predictorHidden',
@@ -91,6 +95,8 @@ export class SoCoTrainer extends EventEmitter {
   private lossScale: LossScaleState | null = null;
   /** Place in the job, kept after leaving it (exports and messages after train() are rank 0's). */
   private place = { rank: 0, worldSize: 1 };
+  /** --out's writer lock, held by rank 0 from preflight() to close(). */
+  private outLock: OutputLock | null = null;
 
   constructor(config: Partial<TrainConfig> | ResolvedConfig | ConfigSources = {}, hooks: Partial<TrainerHooks> = {}) {
     super();
@@ -124,6 +130,9 @@ export class SoCoTrainer extends EventEmitter {
       if (!fs.existsSync(c.proposals)) throw new Error(`--proposals ${c.proposals}: no such file (make it with \`soco-train proposals generate --images ${c.images} --out ${c.proposals}\`)`);
     }
     checkWritableDir(this.outDir);
+    // Rank 0 by the launcher's environment: a second run on --out is refused before it joins a job.
+    if (!this.outLock && (readDistEnv()?.rank ?? 0) === 0)
+      this.outLock = acquireLock(path.join(this.outDir, OUT_LOCK), { what: `--out ${c.out}`, command: 'train', log: (m) => this.emit('warning', m) });
     this.device = resolveDevice(c.device);
     const dtype = autocastDtype(c.precision, this.device);
     this.precision = dtype ? { deviceType: this.device.startsWith('cuda') ? 'cuda' : 'cpu', dtype } : undefined;
@@ -477,6 +486,8 @@ export class SoCoTrainer extends EventEmitter {
     if (this.model) for (const t of [...this.model.parameters(), ...this.model.buffers()]) t.dispose();
     this.model = null;
     this.optimizer = null;
+    this.outLock?.release();
+    this.outLock = null;
   }
 }
 
