@@ -11,6 +11,7 @@ import {
   DamagedStoreError, ProposalStore, ProposalStoreWriter, RecordStatus, openVerified, readAuthorsJson, writeAuthorsJson,
 } from '../lib/data/proposal_store';
 import { importJson } from '../lib/cli/proposals';
+import { listImageFiles } from '../lib/data/image_files';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const FIX = path.join(ROOT, 'test', 'fixtures');
@@ -379,6 +380,79 @@ for f in sys.argv[1:]:
       const bad = cli(js, ['generate', '--images', path.join(tmp, 'nope'), '--out', path.join(tmp, 'x.ssp')]);
       assert.notEqual(bad.status, 0);
       assert.match(bad.stderr, /not a directory/);
+    });
+
+    it('verify lists damage; export/show refuse it or skip it; generate repairs it; export in image order; the traps', () => {
+      const js = runner();
+      const images = path.join(tmp, 'imgs');
+      // 'a-b' sorts before 'a/' as a string but after 'a' as a folder: export must follow the folders
+      const photos = fs.readdirSync(path.join(FIX, 'images', 'train')).sort();
+      for (const [dir, some] of [['a', photos.slice(0, 3)], ['a-b', photos.slice(3, 5)]] as const) {
+        fs.mkdirSync(path.join(images, dir), { recursive: true });
+        for (const f of some) fs.copyFileSync(path.join(FIX, 'images', 'train', f), path.join(images, dir, f));
+      }
+      fs.mkdirSync(path.join(images, 'b'));
+      for (const f of ['corrupt.jpg', 'empty.jpg']) fs.copyFileSync(path.join(FIX, 'bad', f), path.join(images, 'b', f));
+      const settings = ['--max-side', '128', '--preset', 'official'];
+      const store = path.join(tmp, 'p.ssp');
+
+      const empty = path.join(tmp, 'empty');
+      fs.mkdirSync(path.join(empty, 'sub'), { recursive: true });
+      const none = cli(js, ['generate', '--images', empty, '--out', path.join(tmp, 'none.ssp')]);
+      assert.equal(none.status, 1);
+      assert.match(none.stderr, /--images .*empty: no \.jpg\/\.jpeg\/\.png\/\.webp files in it/);
+      assert.ok(!fs.existsSync(path.join(tmp, 'none.ssp')) && !fs.existsSync(path.join(tmp, 'none.ssp.lock')));
+
+      const gen = cli(js, ['generate', '--images', images, '--out', store, '--workers', '3', ...settings]);
+      assert.equal(gen.status, 0, gen.stderr);
+      assert.match(gen.stderr, /2 image\(s\) could not be read:\n  b\/corrupt\.jpg: IMAGE_\w+: .*\n  b\/empty\.jpg: IMAGE_EMPTY: .*\nproposals: all 2 listed in .*p\.ssp\.failures\.tsv/);
+      assert.deepEqual(fs.readFileSync(`${store}.failures.tsv`, 'utf8').split('\n').map((l) => l.split('\t')[0]), ['b/corrupt.jpg', 'b/empty.jpg', '']);
+      const one = path.join(tmp, 'one.ssp');
+      assert.equal(cli(js, ['generate', '--images', images, '--out', one, '--workers', '1', ...settings]).status, 0);
+      const exported = (s: string, json: string, extra: string[] = []) => cli(js, ['export', '--store', s, '--json', json, ...extra]);
+      assert.equal(exported(store, path.join(tmp, 'w3.json')).status, 0);
+      assert.equal(exported(one, path.join(tmp, 'w1.json')).status, 0);
+      const ref = fs.readFileSync(path.join(tmp, 'w3.json'), 'utf8');
+      assert.equal(fs.readFileSync(path.join(tmp, 'w1.json'), 'utf8'), ref, '--workers changes the export');
+      const keys = Object.keys(JSON.parse(ref) as object);
+      assert.deepEqual(keys, listImageFiles(images).filter((k) => !k.startsWith('b/')));
+
+      const ok = cli(js, ['verify', store]);
+      assert.equal(ok.status, 0, ok.stderr);
+      assert.match(ok.stdout, /p\.ssp: 7 good records \(7 images\), 0 damaged; index ok/);
+
+      const recs = layout(store);
+      const hit = recs.find((r) => r.key === keys[2])!;
+      flip(store, hit.end - 12, 8);
+      const bad = cli(js, ['verify', store]);
+      assert.equal(bad.status, 1);
+      assert.match(bad.stdout, new RegExp(`6 good records \\(7 images\\), 1 damaged; index ok.*\\n  damaged: offset ${hit.start} \\(${hit.end - hit.start} bytes\\), image ${keys[2]}: checksum mismatch\\n` +
+        'Repair: `soco-train proposals generate --images IMAGE_DIR --out .*p\\.ssp --scale 300 --sigma 0\\.9 --min-size 100 --max-side 128`'));
+      const refused = exported(store, path.join(tmp, 'x.json'));
+      assert.equal(refused.status, 1);
+      assert.match(refused.stderr, new RegExp(`1 damaged record:\\n  offset ${hit.start} .*image ${keys[2]}: checksum mismatch\\nRepair: .*; or pass --skip-damaged`));
+      assert.ok(!fs.readdirSync(tmp).some((f) => f.startsWith('x.json')), 'a refused export leaves nothing');
+      const skipped = exported(store, path.join(tmp, 'x.json'), ['--skip-damaged']);
+      assert.equal(skipped.status, 0, skipped.stderr);
+      assert.match(skipped.stderr, /skipped 1 damaged record \(--skip-damaged\)/);
+      assert.match(skipped.stdout, /proposals export: 4 images/);
+      assert.deepEqual(Object.keys(JSON.parse(fs.readFileSync(path.join(tmp, 'x.json'), 'utf8')) as object), keys.filter((k) => k !== keys[2]));
+
+      const shows = (extra: string[]) => cli(js, ['show', '--store', store, '--images', path.join(images, 'a'), '--n', '3', '--out-dir', path.join(tmp, 'show'), ...extra]);
+      assert.match(shows([]).stderr, /1 damaged record/);
+      const wrong = shows(['--skip-damaged']);
+      assert.equal(wrong.status, 0, wrong.stderr);
+      assert.match(wrong.stderr, /warning: 3 of the 3 sampled images are not under --images .*imgs\/a \(e\.g\. .*\): is it the folder the store was generated from\?/);
+
+      // generate keeps the good records, drops the damaged one and redoes only that image
+      const fix = cli(js, ['generate', '--images', images, '--out', store, '--workers', '2', ...settings]);
+      assert.equal(fix.status, 0, fix.stderr);
+      assert.match(fix.stderr, new RegExp(`dropped 1 damaged record\\(s\\) of .*p\\.ssp, kept its 6 good ones; the damaged images are redone:\\n  offset ${hit.start} .*image ${keys[2]}`));
+      assert.match(fix.stderr, /7 images under .*, 6 already in .*, 1 to do/);
+      assert.equal(cli(js, ['verify', store]).status, 0);
+      assert.equal(exported(store, path.join(tmp, 'fixed.json')).status, 0);
+      assert.equal(fs.readFileSync(path.join(tmp, 'fixed.json'), 'utf8'), ref);
+      assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith('p.ssp')).sort(), ['p.ssp', 'p.ssp.failures.tsv', 'p.ssp.idx']);
     });
   });
 });

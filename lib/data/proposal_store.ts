@@ -91,21 +91,21 @@ function encodeRecord(key: string, status: RecordStatus, r: Partial<NewRecord> &
   return b;
 }
 
-/** Decodes a record whose length and CRC were checked (probe). */
-function decodeRecord(b: Buffer, withBoxes: boolean): ProposalRecord {
-  const klen = b.readUInt16LE(8);
-  const status = b.readUInt8(10) as RecordStatus;
-  const n = b.readUInt32LE(12);
-  const key = b.toString('utf8', REC_HEADER, REC_HEADER + klen);
+/** Decodes the record at b[o, o + len), whose length and CRC were checked (probe). */
+function decodeRecord(b: Buffer, o: number, len: number, withBoxes: boolean): ProposalRecord {
+  const klen = b.readUInt16LE(o + 8);
+  const status = b[o + 10] as RecordStatus;
+  const n = b.readUInt32LE(o + 12);
+  const key = b.toString('utf8', o + REC_HEADER, o + REC_HEADER + klen);
   const boxes = new Int32Array(withBoxes ? n * 4 : 0);
-  let o = REC_HEADER + klen;
-  for (let i = 0; i < boxes.length; i++, o += 2) boxes[i] = b.readUInt16LE(o);
+  let p = o + REC_HEADER + klen;
+  for (let i = 0; i < boxes.length; i++, p += 2) boxes[i] = b.readUInt16LE(p);
   const rec: ProposalRecord = {
     key, status, boxes,
-    filterStage: b.readInt8(11), width: b.readUInt16LE(16), height: b.readUInt16LE(18),
-    rawCount: b.readUInt32LE(20), uniqueCount: b.readUInt32LE(24), millis: b.readFloatLE(28),
+    filterStage: b.readInt8(o + 11), width: b.readUInt16LE(o + 16), height: b.readUInt16LE(o + 18),
+    rawCount: b.readUInt32LE(o + 20), uniqueCount: b.readUInt32LE(o + 24), millis: b.readFloatLE(o + 28),
   };
-  if (status === RecordStatus.Failed) rec.reason = b.toString('utf8', REC_HEADER + klen + n * 8, b.length - 4);
+  if (status === RecordStatus.Failed) rec.reason = b.toString('utf8', o + REC_HEADER + klen + n * 8, o + len - 4);
   return rec;
 }
 
@@ -129,59 +129,68 @@ function readLogHeader(fd: number, file: string): { meta: StoreMeta; dataStart: 
   return { meta: JSON.parse(j.toString('utf8')) as StoreMeta, dataStart: 12 + jlen };
 }
 
-/** Reads of the log's bytes [pos, pos + len), fewer at its end; a buffer valid until the next read. */
-type ReadAt = (pos: number, len: number) => Buffer;
+/** The log's bytes through one buffer: a sliding window of `chunk` bytes for scans, exact reads for lookups (chunk 0). */
+class LogView {
+  buf: Buffer = Buffer.alloc(0);
+  /** Log offset of buf[0]. */
+  at = 0;
+  constructor(private readonly fd: number, readonly size: number, private readonly chunk: number) {}
 
-/** A sliding window over the log for sequential scans (which look ahead past damage). */
-function windowReader(fd: number, size: number): ReadAt {
-  let buf: Buffer = Buffer.alloc(0);
-  let at = 0;
-  return (pos, len) => {
-    const end = Math.min(size, pos + len);
-    if (pos < at || end > at + buf.length) {
-      buf = readExact(fd, pos, Math.min(size - pos, Math.max(end - pos, SCAN_CHUNK)));
-      at = pos;
+  /** Makes the bytes [pos, pos + len) readable at buf[pos - at]; returns how many there are (fewer at the end). */
+  load(pos: number, len: number): number {
+    const end = Math.min(this.size, pos + len);
+    if (pos < this.at || end > this.at + this.buf.length) {
+      this.buf = readExact(this.fd, pos, Math.min(this.size - pos, Math.max(end - pos, this.chunk)));
+      this.at = pos;
     }
-    return buf.subarray(pos - at, end - at);
-  };
+    return end - pos;
+  }
+
+  /** Those bytes as a buffer, valid until the next load. */
+  slice(pos: number, len: number): Buffer {
+    const n = this.load(pos, len);
+    return this.buf.subarray(pos - this.at, pos - this.at + n);
+  }
 }
 
-/** The length of the valid record at pos, or why there is none. */
-function probe(read: ReadAt, size: number, pos: number): { len: number } | { why: string } {
-  const h = read(pos, 8);
-  if (h.length < 8 || h.readUInt32LE(0) !== REC_MAGIC) return { why: 'no record header' };
-  const len = h.readUInt32LE(4);
-  if (len < REC_HEADER + 4 || pos + len > size) return { why: `impossible record length ${len}` };
-  const b = read(pos, len);
-  if (b.readUInt32LE(len - 4) !== crcOf(b.subarray(0, len - 4))) return { why: 'checksum mismatch' };
-  const boxBytes = b.readUInt8(10) === RecordStatus.Ok ? b.readUInt32LE(12) * 8 : 0;
-  if (REC_HEADER + b.readUInt16LE(8) + boxBytes + 4 > len) return { why: 'fields longer than the record' };
-  return { len };
+const WHY = ['', 'no record header', 'impossible record length', 'checksum mismatch', 'fields longer than the record'];
+
+/** The length of the valid record at pos (> 0), or -k when there is none: WHY[k] says why. */
+function probe(v: LogView, pos: number): number {
+  if (v.load(pos, 8) < 8 || v.buf.readUInt32LE(pos - v.at) !== REC_MAGIC) return -1;
+  const len = v.buf.readUInt32LE(pos - v.at + 4);
+  if (len < REC_HEADER + 4 || pos + len > v.size) return -2;
+  v.load(pos, len);
+  const b = v.buf, o = pos - v.at;
+  if (b.readUInt32LE(o + len - 4) !== crcOf(b.subarray(o, o + len - 4))) return -3;
+  const boxBytes = b[o + 10] === RecordStatus.Ok ? b.readUInt32LE(o + 12) * 8 : 0;
+  if (REC_HEADER + b.readUInt16LE(o + 8) + boxBytes + 4 > len) return -4;
+  return len;
 }
 
 /** Offset of the first valid record starting in [from, limit), or -1. */
-function findNext(read: ReadAt, size: number, from: number, limit: number): number {
+function findNext(v: LogView, from: number, limit: number): number {
   for (let p = from; p < limit;) {
-    const chunk = read(p, SCAN_CHUNK);
+    const chunk = v.slice(p, SCAN_CHUNK);
     if (chunk.length < 4) return -1;
     const i = chunk.indexOf(MAGIC_BYTES);
     if (i < 0) { p += chunk.length - 3; continue; }  // a magic may straddle the chunk's end
     const c = p + i;
     if (c >= limit) return -1;
-    if ('len' in probe(read, size, c)) return c;
+    if (probe(v, c) > 0) return c;
     p = c + 1;
   }
   return -1;
 }
 
 /** The key a damaged record names, if its header and key bytes still read as one. */
-function keyAsRead(read: ReadAt, pos: number, end: number): string | null {
-  const h = read(pos, REC_HEADER);
+function keyAsRead(v: LogView, pos: number, end: number): string | null {
+  const h = v.slice(pos, REC_HEADER);
   if (h.length < REC_HEADER || h.readUInt32LE(0) !== REC_MAGIC) return null;
   const klen = h.readUInt16LE(8);
   if (klen === 0 || pos + REC_HEADER + klen > end) return null;
   try {
-    const key = new TextDecoder('utf-8', { fatal: true }).decode(read(pos + REC_HEADER, klen));
+    const key = new TextDecoder('utf-8', { fatal: true }).decode(v.slice(pos + REC_HEADER, klen));
     return /[\u0000-\u001f\u007f]/.test(key) ? null : key;
   } catch {
     return null;
@@ -192,21 +201,21 @@ function keyAsRead(read: ReadAt, pos: number, end: number): string | null {
  * Where the damage that starts at pos ends: at the record's own end when its header is sane (unless
  * a valid record starts inside it), else at the next valid record, else at the end of the log.
  */
-function damageEnd(read: ReadAt, size: number, pos: number): number {
-  const h = read(pos, 8);
+function damageEnd(v: LogView, pos: number): number {
+  const h = v.slice(pos, 8);
   const len = h.length === 8 && h.readUInt32LE(0) === REC_MAGIC ? h.readUInt32LE(4) : 0;
-  if (len >= REC_HEADER + 4 && pos + len <= size) {
-    const inside = findNext(read, size, pos + 1, pos + len);
+  if (len >= REC_HEADER + 4 && pos + len <= v.size) {
+    const inside = findNext(v, pos + 1, pos + len);
     return inside >= 0 ? inside : pos + len;
   }
-  const next = findNext(read, size, pos + 1, size);
-  return next >= 0 ? next : size;
+  const next = findNext(v, pos + 1, v.size);
+  return next >= 0 ? next : v.size;
 }
 
 /** An interrupted append: the start of a record, cut before the length its header gives. */
-function isTorn(read: ReadAt, size: number, pos: number): boolean {
-  const rest = size - pos;
-  const h = read(pos, 8);
+function isTorn(v: LogView, pos: number): boolean {
+  const rest = v.size - pos;
+  const h = v.slice(pos, 8);
   if (rest < 4) return h.equals(MAGIC_BYTES.subarray(0, rest));
   return h.readUInt32LE(0) === REC_MAGIC && (rest < 8 || h.readUInt32LE(4) > rest);
 }
@@ -221,7 +230,9 @@ export interface DamagedRecord {
   why: string;
 }
 
-type ScanItem = { offset: number; rec: ProposalRecord; raw: Buffer; damage?: undefined } | { damage: DamagedRecord };
+/** A good record: its bytes are buf[o, o + len), valid until the scan's next step. */
+interface GoodRecord { offset: number; len: number; buf: Buffer; o: number; damage?: undefined }
+type ScanItem = GoodRecord | { damage: DamagedRecord };
 interface ScanEnd {
   /** End of the last good record. */
   goodEnd: number;
@@ -229,36 +240,36 @@ interface ScanEnd {
   tornBytes: number;
 }
 
+const keyOf = (r: GoodRecord): string => r.buf.toString('utf8', r.o + REC_HEADER, r.o + REC_HEADER + r.buf.readUInt16LE(r.o + 8));
+
 /**
- * Every good record of the log in order (`raw` is valid until the next step), and every damaged
- * stretch between them: a record that fails its checks is skipped up to the next valid record
- * (or to its own end, when its header is sane and the next record starts there), so damage in the
- * middle costs only the damaged records.
+ * Every good record of the log in order, and every damaged stretch between them: a record that
+ * fails its checks is skipped up to the next valid record (or to its own end, when its header is
+ * sane and the next record starts there), so damage in the middle costs only the damaged records.
  */
-function* scanLog(fd: number, start: number, size: number, withBoxes = true): Generator<ScanItem, ScanEnd> {
-  const read = windowReader(fd, size);
+function* scanLog(fd: number, start: number, size: number): Generator<ScanItem, ScanEnd> {
+  const v = new LogView(fd, size, SCAN_CHUNK);
   let pos = start, goodEnd = start;
   let pending: DamagedRecord | null = null;
   while (pos < size) {
-    const p = probe(read, size, pos);
-    if ('len' in p) {
+    const len = probe(v, pos);
+    if (len > 0) {
       if (pending) { yield { damage: pending }; pending = null; }
-      const raw = read(pos, p.len);
-      yield { offset: pos, rec: decodeRecord(raw, withBoxes), raw };
-      pos += p.len;
+      yield { offset: pos, len, buf: v.buf, o: pos - v.at };
+      pos += len;
       goodEnd = pos;
       continue;
     }
-    const end = damageEnd(read, size, pos);
-    if (end === size && isTorn(read, size, pos)) {
+    const end = damageEnd(v, pos);
+    if (end === size && isTorn(v, pos)) {
       if (pending) yield { damage: pending };
       return { goodEnd, tornBytes: size - pos };
     }
     // headerless bytes right after a damaged record are part of it
-    if (pending && !read(pos, 4).equals(MAGIC_BYTES)) pending.end = end;
+    if (pending && !v.slice(pos, 4).equals(MAGIC_BYTES)) pending.end = end;
     else {
       if (pending) yield { damage: pending };
-      pending = { offset: pos, end, key: keyAsRead(read, pos, end), why: p.why };
+      pending = { offset: pos, end, key: keyAsRead(v, pos, end), why: WHY[-len] };
     }
     pos = end;
   }
@@ -331,8 +342,8 @@ function logFingerprint(fd: number, logSize: number): number {
 /** Writes STORE.idx for the log's first `logSize` bytes (atomically: temp file + rename). */
 function buildIndex(file: string, fd: number, dataStart: number, logSize: number): void {
   const offsets = new Map<string, number>();
-  const it = scanLog(fd, dataStart, logSize, false);
-  for (let r = it.next(); !r.done; r = it.next()) if (!r.value.damage) offsets.set(r.value.rec.key, r.value.offset);
+  const it = scanLog(fd, dataStart, logSize);
+  for (let r = it.next(); !r.done; r = it.next()) if (!r.value.damage) offsets.set(keyOf(r.value), r.value.offset);
   const count = offsets.size;
   let nslots = 16;
   while (nslots < count * 2) nslots *= 2;
@@ -437,7 +448,7 @@ export class ProposalStore {
     this.check();
     const damaged: DamagedRecord[] = [];
     let records = 0;
-    const it = scanLog(this.fd, this.dataStart, this.logSize, false);
+    const it = scanLog(this.fd, this.dataStart, this.logSize);
     let r = it.next();
     for (; !r.done; r = it.next()) {
       if (r.value.damage) damaged.push(r.value.damage);
@@ -481,12 +492,12 @@ export class ProposalStore {
 
   /** The record at `off`; undefined when it is damaged and skipDamaged is set. */
   private readAt(off: number): ProposalRecord | undefined {
-    const read: ReadAt = (pos, len) => readExact(this.fd, pos, Math.min(len, this.logSize - pos));
-    const p = probe(read, this.logSize, off);
-    if ('len' in p) return decodeRecord(read(off, p.len), true);
+    const v = new LogView(this.fd, this.logSize, 0);
+    const len = probe(v, off);
+    if (len > 0) return decodeRecord(v.buf, off - v.at, len, true);
     if (this.skipDamaged) return undefined;
-    const end = damageEnd(read, this.logSize, off);
-    throw new DamagedStoreError(this.file, this.meta, [{ offset: off, end, key: keyAsRead(read, off, end), why: p.why }]);
+    const end = damageEnd(v, off);
+    throw new DamagedStoreError(this.file, this.meta, [{ offset: off, end, key: keyAsRead(v, off, end), why: WHY[-len] }]);
   }
 
   /** The record stored under exactly this key (lib/data/proposal_keys.ts finds an image's key:
@@ -509,7 +520,7 @@ export class ProposalStore {
    */
   *entries(opts: { boxes?: boolean; order?: 'log' | 'image' } = {}): Generator<ProposalRecord> {
     this.check();
-    const it = scanLog(this.fd, this.dataStart, this.logSize, opts.boxes ?? true);
+    const it = scanLog(this.fd, this.dataStart, this.logSize);
     const sorted: { key: string; offset: number }[] = [];
     for (let r = it.next(); !r.done; r = it.next()) {
       const v = r.value;
@@ -517,9 +528,10 @@ export class ProposalStore {
         if (this.skipDamaged) continue;
         throw new DamagedStoreError(this.file, this.meta, [v.damage]);
       }
-      if (this.offsetOf(v.rec.key) !== v.offset) continue;
-      if (opts.order === 'image') sorted.push({ key: imageOrderKey(v.rec.key), offset: v.offset });
-      else yield v.rec;
+      const key = keyOf(v);
+      if (this.offsetOf(key) !== v.offset) continue;
+      if (opts.order === 'image') sorted.push({ key: imageOrderKey(key), offset: v.offset });
+      else yield decodeRecord(v.buf, v.o, v.len, opts.boxes ?? true);
     }
     if (opts.order !== 'image') return;
     sorted.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -626,11 +638,11 @@ export class ProposalStoreWriter {
       }
       const size = fs.fstatSync(fd).size;
       const w = new ProposalStoreWriter(file, fd, 0, old);
-      const it = scanLog(fd, dataStart, size, false);
+      const it = scanLog(fd, dataStart, size);
       let r = it.next();
       for (; !r.done; r = it.next()) {
         if (r.value.damage) w.dropped.push(r.value.damage);
-        else w.done.set(r.value.rec.key, r.value.rec.status);
+        else w.done.set(keyOf(r.value), r.value.buf[r.value.o + 10] as RecordStatus);
       }
       const { goodEnd, tornBytes } = r.value;
       w.tornBytes = tornBytes;
@@ -702,11 +714,12 @@ function compact(file: string, dataStart: number): number {
       chunks.length = 0;
       pending = 0;
     };
-    const it = scanLog(src, dataStart, fs.fstatSync(src).size, false);
+    const it = scanLog(src, dataStart, fs.fstatSync(src).size);
     for (let r = it.next(); !r.done; r = it.next()) {
-      if (r.value.damage) continue;
-      chunks.push(Buffer.from(r.value.raw));
-      if ((pending += r.value.raw.length) >= SCAN_CHUNK) flush();
+      const v = r.value;
+      if (v.damage) continue;
+      chunks.push(Buffer.from(v.buf.subarray(v.o, v.o + v.len)));
+      if ((pending += v.len) >= SCAN_CHUNK) flush();
     }
     flush();
     fs.fsyncSync(out);

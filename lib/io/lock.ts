@@ -46,6 +46,9 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/** Whether a lock owner may still run: a process of this host that exists, or one of another host. */
+const live = (o: LockOwner): boolean => o.host !== os.hostname() || processAlive(o.pid);
+
 function sameFile(fd: number, file: string): boolean {
   try {
     const a = fs.fstatSync(fd), b = fs.statSync(file);
@@ -77,10 +80,14 @@ export function acquireLock(file: string, o: { what: string; command: string; lo
     let ok = false;
     try {
       if (!native.tryLockFile(fd)) {
+        // a holder that has just taken the lock writes its name a moment later (until then the
+        // file is empty or still names the dead holder it took over from)
         let owner = readOwner(fd);
-        // a holder that has just taken the lock writes its name a moment later
-        if (!owner) { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100); owner = readOwner(fd); }
-        throw new LockHeldError(`${o.what} is being written by ${owner ? describeOwner(owner) : 'another process'}: ` +
+        for (let i = 0; i < 50 && !(owner && live(owner)); i++) {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+          owner = readOwner(fd);
+        }
+        throw new LockHeldError(`${o.what} is being written by ${owner && live(owner) ? describeOwner(owner) : 'another process'}: ` +
           `one writer at a time; wait for it to finish or stop it (lock file ${file})`, owner);
       }
       // the previous holder released (and removed) the file after we opened it: lock the new one
@@ -111,8 +118,7 @@ export function lockOwner(file: string): LockOwner | null {
   try { fd = fs.openSync(file, 'r'); } catch { return null; }
   try {
     const o = readOwner(fd);
-    if (!o) return null;
-    return o.host !== os.hostname() || processAlive(o.pid) ? o : null;
+    return o && live(o) ? o : null;
   } finally {
     fs.closeSync(fd);
   }
