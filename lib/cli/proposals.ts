@@ -274,8 +274,9 @@ export async function importJson(json: string, out: string, log: (m: string) => 
       for (const f of [tmp, `${tmp}.idx`]) fs.rmSync(f, { force: true });
       throw e;
     }
-    fs.renameSync(tmp, out);
+    // the index first: killed in between, a rerun (the store is not there) overwrites it
     fs.renameSync(`${tmp}.idx`, `${out}.idx`);
+    fs.renameSync(tmp, out);
     return n;
   } finally {
     lock.release();
