@@ -50,7 +50,7 @@ describe('one writer per output (lib/io/lock)', function () {
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')).pid, process.pid);
     assert.throws(() => acquireLock(file, { what: '--out x', command: 'proposals import' }), (e: Error) => e instanceof LockHeldError &&
       e.message === `--out x is being written by pid ${process.pid} on ${os.hostname()} (proposals generate, since ${a.owner.since}): ` +
-        `one writer at a time; wait for it to finish or stop it (lock file ${file})`);
+        `one writer at a time; this process: close the other writer first (lock file ${file})`);
     a.release();
     assert.ok(!fs.existsSync(file));
     const b = acquireLock(file, { what: '--out x', command: 'again' });

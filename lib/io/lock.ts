@@ -87,8 +87,9 @@ export function acquireLock(file: string, o: { what: string; command: string; lo
           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
           owner = readOwner(fd);
         }
+        const self = owner !== null && owner.pid === process.pid && owner.host === os.hostname();
         throw new LockHeldError(`${o.what} is being written by ${owner && live(owner) ? describeOwner(owner) : 'another process'}: ` +
-          `one writer at a time; wait for it to finish or stop it (lock file ${file})`, owner);
+          `one writer at a time; ${self ? 'this process: close the other writer first' : 'wait for it to finish or stop it'} (lock file ${file})`, owner);
       }
       // the previous holder released (and removed) the file after we opened it: lock the new one
       if (!sameFile(fd, file)) continue;

@@ -130,9 +130,6 @@ export class SoCoTrainer extends EventEmitter {
       if (!fs.existsSync(c.proposals)) throw new Error(`--proposals ${c.proposals}: no such file (make it with \`soco-train proposals generate --images ${c.images} --out ${c.proposals}\`)`);
     }
     checkWritableDir(this.outDir);
-    // Rank 0 by the launcher's environment: a second run on --out is refused before it joins a job.
-    if (!this.outLock && (readDistEnv()?.rank ?? 0) === 0)
-      this.outLock = acquireLock(path.join(this.outDir, OUT_LOCK), { what: `--out ${c.out}`, command: 'train', log: (m) => this.emit('warning', m) });
     this.device = resolveDevice(c.device);
     const dtype = autocastDtype(c.precision, this.device);
     this.precision = dtype ? { deviceType: this.device.startsWith('cuda') ? 'cuda' : 'cpu', dtype } : undefined;
@@ -149,6 +146,9 @@ export class SoCoTrainer extends EventEmitter {
       if (!fs.existsSync(c.resume)) throw new Error(`--resume ${c.resume}: no such checkpoint`);
       resumeFrom = path.resolve(c.resume);
     }
+    // The last check: rank 0 by the launcher's environment, so a second run is refused before it joins a job.
+    if (!this.outLock && (readDistEnv()?.rank ?? 0) === 0)
+      this.outLock = acquireLock(path.join(this.outDir, OUT_LOCK), { what: `--out ${c.out}`, command: 'train', log: (m) => this.emit('warning', m) });
     return { resumeFrom };
   }
 
@@ -156,13 +156,20 @@ export class SoCoTrainer extends EventEmitter {
   async prepare(): Promise<void> {
     if (this.model) return;
     const { resumeFrom } = this.preflight();
-    await this.joinJob();
     try {
+      await this.joinJob();
       await this.build(resumeFrom);
     } catch (e) {
       this.leaveJob();
+      this.releaseOut();
       throw e;
     }
+  }
+
+  /** Lets the next run write --out. */
+  private releaseOut(): void {
+    this.outLock?.release();
+    this.outLock = null;
   }
 
   /** Joins the job described by the environment, if any; with NCCL, this rank's GPU becomes the device. */
@@ -486,8 +493,7 @@ export class SoCoTrainer extends EventEmitter {
     if (this.model) for (const t of [...this.model.parameters(), ...this.model.buffers()]) t.dispose();
     this.model = null;
     this.optimizer = null;
-    this.outLock?.release();
-    this.outLock = null;
+    this.releaseOut();
   }
 }
 
