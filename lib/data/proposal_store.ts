@@ -1,7 +1,8 @@
 // Proposal store: an append-only record log plus an on-disk hash index (docs/proposal-store.md).
-// Appends survive interrupts (a torn tail record fails its CRC and is cut off on reopen); the
-// index is rebuilt from the log whenever it does not describe the log's current length.
-// Opening reads only headers; a lookup is one or two small preads, whatever the store's size.
+// Every record checks itself (length, CRC): a scan steps over a damaged record to the next valid
+// one and reports it, so damage costs only the records it touches; an unfinished append at the
+// end is cut off on reopen. The index is rebuilt from the log whenever it does not describe the
+// log as it is. Opening reads only headers; a lookup is one or two small preads, whatever the size.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -126,7 +127,11 @@ function readLogHeader(fd: number, file: string): { meta: StoreMeta; dataStart: 
   const jlen = h.readUInt32LE(8);
   const j = readExact(fd, 12, jlen);
   if (j.length !== jlen) throw new Error(`${file}: truncated store header`);
-  return { meta: JSON.parse(j.toString('utf8')) as StoreMeta, dataStart: 12 + jlen };
+  try {
+    return { meta: JSON.parse(j.toString('utf8')) as StoreMeta, dataStart: 12 + jlen };
+  } catch (e) {
+    throw new Error(`${file}: the store's header (its settings) is damaged: ${(e as Error).message}`);
+  }
 }
 
 /** The log's bytes through one buffer: a sliding window of `chunk` bytes for scans, exact reads for lookups (chunk 0). */
