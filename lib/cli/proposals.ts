@@ -293,9 +293,10 @@ export function verifyStore(file: string, print: (s: string) => void = console.l
     print(`proposals verify: ${file}: ${c.records} good records (${store.size} images), ${c.damaged.length} damaged; ` +
       `index ${c.index === 'ok' ? 'ok' : 'failed its checksum and was rebuilt'}; ${((Date.now() - t0) / 1000).toFixed(2)} s`);
     for (const d of c.damaged) print(`  damaged: ${describeDamage(d)}`);
+    const writer = lockOwner(`${file}.lock`);
+    if (writer) print(`  still being written by ${describeOwner(writer)}: records appended since this check are not counted`);
     if (c.tornBytes) {
-      const writer = lockOwner(`${file}.lock`);
-      print(`  the last ${c.tornBytes} bytes are an unfinished record: ${writer ? `being written by ${describeOwner(writer)}`
+      print(`  the last ${c.tornBytes} bytes are an unfinished record: ${writer ? 'the append in progress'
         : 'a generate that was interrupted (running it again cuts them off and redoes that image)'}`);
     }
     if (c.damaged.length) {
