@@ -134,7 +134,7 @@ function readLogHeader(fd: number, file: string): { meta: StoreMeta; dataStart: 
   }
 }
 
-/** The log's bytes through one buffer: a sliding window of `chunk` bytes for scans, exact reads for lookups (chunk 0). */
+/** The log's bytes through one buffer: reads of at least `chunk` bytes (a sliding window for scans, a record for lookups). */
 class LogView {
   buf: Buffer = Buffer.alloc(0);
   /** Log offset of buf[0]. */
@@ -497,7 +497,7 @@ export class ProposalStore {
 
   /** The record at `off`; undefined when it is damaged and skipDamaged is set. */
   private readAt(off: number): ProposalRecord | undefined {
-    const v = new LogView(this.fd, this.logSize, 0);
+    const v = new LogView(this.fd, this.logSize, 512);  // most records whole in one read
     const len = probe(v, off);
     if (len > 0) return decodeRecord(v.buf, off - v.at, len, true);
     if (this.skipDamaged) return undefined;
