@@ -47,6 +47,10 @@ struct ArgSpec {
   std::string typeName;
 };
 
+struct OpInfo;
+// Checks what an operator's kernel does not (native/tensor.cc ArgCheckFor), on the converted arguments.
+using ArgCheck = void (*)(Napi::Env env, const OpInfo& op, const torch::jit::Stack& args);
+
 struct OpInfo {
   c10::OperatorHandle handle;
   std::string name;
@@ -56,6 +60,7 @@ struct OpInfo {
   std::string argKinds;     // per argument: 't' tensor, 'T' tensor list, 'v' other (for callOp in JS)
   std::string returnKinds;  // per return, the same letters
   bool returnsSelf;  // in-place op: hand back the caller's own handle instead of a new one
+  ArgCheck check;    // null for the operators whose kernels check their own arguments
 };
 
 struct State {
@@ -322,6 +327,122 @@ Napi::Value ToJs(Napi::Env env, State& st, c10::IValue&& v) {
   throw std::runtime_error("the operator returned a " + v.tagKind() + ", which is not supported");
 }
 
+// ---- arguments that kernels do not check ----
+//
+// Calling every operator of this LibTorch with extreme arguments (out-of-range, negative, NaN and
+// infinite indices, sizes and scales; test/op_property.test.ts keeps the exposed ones covered)
+// shows that the public ATen kernels check their index arguments, and that these do not:
+// torchvision's RoI ops read `rois[:, 0]` as a batch index unchecked (out of range: a segfault, or
+// garbage read from other memory), deform_conv2d dereferences NaN offsets, searchsorted trusts
+// its sorter. Their arguments are checked here, before the kernel, and a bad one is a TorchError
+// naming the op and the argument. Operators that only LibTorch and autograd call (a leading
+// underscore, or a backward formula) trust their callers wholesale: callOp refuses them
+// (InternalOp), apart from the fused optimizer and resize ops the facade uses, which check.
+
+[[noreturn]] void ThrowCheck(Napi::Env env, const OpInfo& op, const std::string& arg, const std::string& why) {
+  ThrowTorchError(env, op.name, "argument '" + arg + "' " + why);
+}
+
+// A tensor's values on the host as doubles (a copy; one device-to-host transfer for CUDA tensors).
+at::Tensor HostDoubles(const at::Tensor& t) { return t.detach().to(at::kCPU, at::kDouble).contiguous(); }
+
+bool AllFinite(const at::Tensor& t) {
+  if (!t.defined() || !t.is_floating_point() || t.numel() == 0) return true;
+  return t.detach().isfinite().all().item<bool>();
+}
+
+// How many times over an adaptive-sampling RoI op may sample its input per RoI: a legitimate box
+// lies in or near the feature map; one of 1e7 pixels would sample ~1e14 points (hours, in one
+// uninterruptible call).
+constexpr double kMaxSamplingPasses = 64;
+
+std::string Size(int64_t h, int64_t w) { return std::to_string(h) + "x" + std::to_string(w); }
+
+// roi_align, ps_roi_align, roi_pool, ps_roi_pool: (input, rois, spatial_scale, pooled_height,
+// pooled_width[, sampling_ratio]).
+void CheckRois(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a, bool sampling) {
+  const at::Tensor& input = a[0].toTensor();
+  const at::Tensor& rois = a[1].toTensor();
+  const double scale = a[2].toDouble();
+  const int64_t ph = a[3].toInt(), pw = a[4].toInt();
+  if (!std::isfinite(scale)) ThrowCheck(env, op, "spatial_scale", "must be finite, got " + NumberText(scale));
+  // The kernels index with int and divide channels by ph * pw.
+  if (ph < 1 || pw < 1 || ph > 65536 || pw > 65536)
+    ThrowCheck(env, op, ph < 1 || ph > 65536 ? "pooled_height" : "pooled_width",
+               "must be in [1, 65536], got " + std::to_string(ph < 1 || ph > 65536 ? ph : pw));
+  if (input.dim() != 4 || rois.dim() != 2 || rois.size(1) != 5) return;  // the kernel's own checks name these
+  const int64_t n = input.size(0), height = input.size(2), width = input.size(3);
+  const int64_t ratio = sampling ? a[5].toInt() : 0;
+  const double budget = kMaxSamplingPasses * double(std::max<int64_t>(height * width, ph * pw));
+  if (sampling && ratio > 0 && double(ph) * pw * ratio * ratio > budget)
+    ThrowCheck(env, op, "sampling_ratio", "is " + std::to_string(ratio) + ": " + std::to_string(ratio) + "x" +
+                                              std::to_string(ratio) + " samples per bin would pass over the " + Size(height, width) +
+                                              " input more than " + NumberText(kMaxSamplingPasses) + " times");
+  const at::Tensor host = HostDoubles(rois);
+  const double* r = host.data_ptr<double>();
+  for (int64_t k = 0; k < host.size(0); k++, r += 5) {
+    const std::string row = " in row " + std::to_string(k);
+    if (!(r[0] >= 0 && r[0] < double(n)))
+      ThrowCheck(env, op, "rois", "has batch index " + NumberText(r[0]) + row + ", outside [0, " + std::to_string(n) +
+                                     ") for an input of " + std::to_string(n) + (n == 1 ? " image" : " images"));
+    for (int c = 1; c < 5; c++)
+      if (!std::isfinite(r[c])) ThrowCheck(env, op, "rois", "has a non-finite coordinate (" + NumberText(r[c]) + ")" + row);
+    if (sampling && ratio <= 0) {
+      // The kernels' adaptive grid: ceil(roi extent / pooled size) samples per bin and axis.
+      const double h = std::abs(r[4] - r[2]) * scale, w = std::abs(r[3] - r[1]) * scale;
+      if (double(ph) * pw * std::max(std::ceil(h / double(ph)), 1.0) * std::max(std::ceil(w / double(pw)), 1.0) > budget)
+        ThrowCheck(env, op, "rois", "has a box of " + NumberText(w) + "x" + NumberText(h) + " input pixels" + row +
+                                       ": adaptive sampling (sampling_ratio <= 0) would pass over the " + Size(height, width) +
+                                       " input more than " + NumberText(kMaxSamplingPasses) + " times");
+    }
+  }
+}
+
+void CheckRoiAlign(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) { CheckRois(env, op, a, true); }
+void CheckRoiPool(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) { CheckRois(env, op, a, false); }
+
+// deform_conv2d(input, weight, offset, mask, bias, ..., use_mask): bilinear sampling at a NaN
+// offset computes a NaN index.
+void CheckDeformConv(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  if (!AllFinite(a[2].toTensor())) ThrowCheck(env, op, "offset", "holds NaN or infinite values");
+  if (a.back().toBool() && !AllFinite(a[3].toTensor())) ThrowCheck(env, op, "mask", "holds NaN or infinite values");
+}
+
+// searchsorted(sorted_sequence, self | scalar, ..., sorter): the kernel gathers through `sorter`.
+void CheckSearchsorted(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  const c10::IValue& sorter = a.back();
+  if (!sorter.isTensor()) return;
+  const at::Tensor& seq = a[0].toTensor();
+  const at::Tensor& s = sorter.toTensor();
+  if (s.numel() == 0 || seq.dim() == 0 || s.is_floating_point() || s.is_complex()) return;
+  const int64_t n = seq.size(-1);
+  const auto [lo, hi] = s.detach().aminmax();
+  const int64_t min = lo.item<int64_t>(), max = hi.item<int64_t>();
+  if (min < 0 || max >= n)
+    ThrowCheck(env, op, "sorter", "holds index " + std::to_string(min < 0 ? min : max) + ", outside [0, " + std::to_string(n) +
+                                      ") for a sorted_sequence of " + std::to_string(n) + " values per row");
+}
+
+ArgCheck ArgCheckFor(const std::string& name) {
+  static const std::unordered_map<std::string, ArgCheck> checks = {
+      {"torchvision::roi_align", CheckRoiAlign},   {"torchvision::ps_roi_align", CheckRoiAlign},
+      {"torchvision::roi_pool", CheckRoiPool},     {"torchvision::ps_roi_pool", CheckRoiPool},
+      {"torchvision::deform_conv2d", CheckDeformConv},
+      {"aten::searchsorted.Tensor", CheckSearchsorted}, {"aten::searchsorted.Scalar", CheckSearchsorted},
+  };
+  auto it = checks.find(name);
+  return it == checks.end() ? nullptr : it->second;
+}
+
+// Why callOp does not reach an operator, or "" when it may.
+std::string Refusal(const std::string& name) {
+  const bool internal = (!name.empty() && name[0] == '_') || name.find("_backward") != std::string::npos;
+  if (internal && name.rfind("_foreach_", 0) != 0 && name != "_upsample_bilinear2d_aa")
+    return "an internal operator (LibTorch and autograd call it with arguments they made; its kernel does not check "
+           "them, and out-of-range values crash the process): call the public operator that uses it";
+  return "";
+}
+
 // op(name, overload) -> index for call(); resolving once keeps the per-call cost to a table lookup.
 Napi::Value Op(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -335,10 +456,13 @@ Napi::Value Op(const Napi::CallbackInfo& info) {
   if (it != st.opIndex.end()) return Napi::Number::New(env, it->second);
   auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
   if (!handle) ThrowTorchError(env, key, "no such operator in this LibTorch (name and overload must match its schema)");
+  const size_t colons = name.find("::");
+  const std::string refusal = colons == std::string::npos ? "" : Refusal(name.substr(colons + 2));
+  if (!refusal.empty()) ThrowTorchError(env, key, "not callable: " + refusal);
   const c10::FunctionSchema& schema = handle->schema();
   std::ostringstream text;
   text << schema;
-  OpInfo op{*handle, key, text.str(), {}, schema.returns().size(), "", "", false};
+  OpInfo op{*handle, key, text.str(), {}, schema.returns().size(), "", "", false, ArgCheckFor(key)};
   for (const auto& a : schema.arguments()) {
     c10::TypePtr type = a.type();
     bool optional = type->kind() == c10::TypeKind::OptionalType;
@@ -401,6 +525,7 @@ Napi::Value Call(const Napi::CallbackInfo& info) {
       bool missing = i >= given;
       stack.push_back(Convert(env, st, op, op.args[i], missing ? Napi::Value() : info[i + 1], missing));
     }
+    if (op.check) op.check(env, op, stack);
     op.handle.callBoxed(&stack);
   });
   if (op.returnsSelf) return info[1];
