@@ -61,6 +61,9 @@ namespace soco_image {
 
 // Caps the allocation a hostile header can request (100 MP RGB = 300 MB).
 constexpr uint64_t kMaxPixels = 100'000'000ULL;
+// Caps what is read of one file: a path to a device or a pipe that never ends (/dev/zero) would
+// otherwise fill the memory; no encoded image of kMaxPixels comes near it.
+constexpr size_t kMaxFileBytes = size_t(1) << 30;
 
 enum class Reason { Io, Empty, Unsupported, Truncated, Corrupt, TooLarge };
 
@@ -815,6 +818,11 @@ void ReadFileInto(const std::string& path, Bytes& out) {
                                       std::error_code(errno, std::generic_category()).message() + ")");
   struct stat st;
   const bool known = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0;
+  const auto tooLarge = [&] {
+    ::close(fd);
+    return DecodeError(Reason::TooLarge, "file larger than " + std::to_string(kMaxFileBytes >> 20) + " MB");
+  };
+  if (known && size_t(st.st_size) > kMaxFileBytes) throw tooLarge();
   out.resize(known ? size_t(st.st_size) + 1 : size_t(1) << 16);
   size_t at = 0;
   for (;;) {
@@ -826,7 +834,8 @@ void ReadFileInto(const std::string& path, Bytes& out) {
     }
     if (r == 0) break;
     at += size_t(r);
-    if (at == out.size()) out.resize(out.size() * 2);
+    if (at > kMaxFileBytes) throw tooLarge();
+    if (at == out.size()) out.resize(std::min(out.size() * 2, kMaxFileBytes + 1));
   }
   ::close(fd);
   out.resize(at);

@@ -23,6 +23,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <unordered_map>
 
@@ -45,6 +46,8 @@ struct ArgSpec {
   bool optional;
   c10::optional<c10::IValue> defaultValue;
   std::string typeName;
+  int32_t length;     // int[N] (kernel_size, stride, ...): N, else 0
+  bool emptyDefault;  // the schema's default is [] ("as kernel_size")
 };
 
 struct OpInfo;
@@ -130,7 +133,9 @@ const char* JsTypeName(const Napi::Value& v) {
 }
 
 std::string NumberText(double d) {
+  if (std::nearbyint(d) == d && std::abs(d) < 1e18) return std::to_string(int64_t(d));
   std::ostringstream s;
+  s.precision(10);
   s << d;
   return s.str();
 }
@@ -166,6 +171,21 @@ const at::Tensor& TensorArg(Napi::Env env, State& st, const OpInfo& op, const Ar
   std::string what = "argument '" + a.name + "'" + (index >= 0 ? "[" + std::to_string(index) + "]" : "");
   if (!v.IsNumber()) ThrowArg(env, op, a, (index >= 0 ? "an array holding " : "") + std::string(JsTypeName(v)));
   return st.tensors.Get(env, v, op.name.c_str(), what);
+}
+
+// int[N] arguments (kernel_size, stride, padding, output_size, ...): kernels read N elements and
+// compute in 32 bits without checking (an empty kernel_size or padding crashed several, a 2^40
+// kernel hung max_pool1d). So the length is N, or 1 (repeated N times, as Python's argument parser
+// does for a number), or 0 where the schema's default is [], and every element fits 32 bits.
+c10::IValue IntList(Napi::Env env, const OpInfo& op, const ArgSpec& a, std::vector<int64_t> v) {
+  if (a.length > 0) {
+    if (v.size() == 1) v.assign(a.length, v[0]);
+    if (!(v.size() == size_t(a.length) || (v.empty() && a.emptyDefault)))
+      ThrowArg(env, op, a, "an array of " + std::to_string(v.size()));
+    for (int64_t x : v)
+      if (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max()) ThrowArg(env, op, a, "an array holding " + std::to_string(x) + ", beyond 32 bits");
+  }
+  return c10::IValue(std::move(v));
 }
 
 // `missing` is an argument the caller left out (cheaper than materialising undefined).
@@ -234,8 +254,7 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
     default: break;
   }
   // Lists. A bare number where an int[] is expected broadcasts, as in Python (stride=2).
-  if (a.kind == Kind::IntList && type == napi_number)
-    return c10::IValue(std::vector<int64_t>{ToInt(env, op, a, v, nullptr)});
+  if (a.kind == Kind::IntList && type == napi_number) return IntList(env, op, a, {ToInt(env, op, a, v, nullptr)});
   if (type != napi_object || !v.IsArray()) ThrowArg(env, op, a, JsTypeName(v));
   Napi::Array arr = v.As<Napi::Array>();
   uint32_t n = arr.Length();
@@ -243,7 +262,7 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
     case Kind::IntList: {
       std::vector<int64_t> out(n);
       for (uint32_t i = 0; i < n; i++) out[i] = ToInt(env, op, a, arr[i], "an array holding");
-      return c10::IValue(out);
+      return IntList(env, op, a, std::move(out));
     }
     case Kind::FloatList: {
       std::vector<double> out(n);
@@ -423,15 +442,66 @@ void CheckSearchsorted(Napi::Env env, const OpInfo& op, const torch::jit::Stack&
                                       ") for a sorted_sequence of " + std::to_string(n) + " values per row");
 }
 
+// choose_qparams_optimized(input, numel, n_bins, ratio, bit_width): reads `numel` elements of input.
+void CheckChooseQparams(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  const int64_t numel = a[1].toInt();
+  if (numel < 0 || numel > a[0].toTensor().numel())
+    ThrowCheck(env, op, "numel", "is " + std::to_string(numel) + ", outside [0, " + std::to_string(a[0].toTensor().numel()) + "] (the input's elements)");
+  if (a[2].toInt() < 1) ThrowCheck(env, op, "n_bins", "must be positive, got " + std::to_string(a[2].toInt()));
+}
+
+// native_channel_shuffle(self, groups): divides by groups.
+void CheckGroups(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  if (a[1].toInt() < 1) ThrowCheck(env, op, "groups", "must be positive, got " + std::to_string(a[1].toInt()));
+}
+
+// align_tensors(tensors): reads the first.
+void CheckNonEmptyList(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  if (a[0].toListRef().empty()) ThrowCheck(env, op, op.args[0].name, "must hold at least one tensor");
+}
+
+// binomial(count, prob): its sampler loops until it draws an acceptable value, forever for a NaN
+// or negative count or a probability outside [0, 1].
+void CheckBinomial(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  const at::Tensor& count = a[0].toTensor();
+  const at::Tensor& prob = a[1].toTensor();
+  if (count.numel() && (!AllFinite(count) || count.detach().min().item<double>() < 0))
+    ThrowCheck(env, op, "count", "must hold finite values >= 0");
+  if (prob.numel() && !(prob.detach().min().item<double>() >= 0 && prob.detach().max().item<double>() <= 1))
+    ThrowCheck(env, op, "prob", "must hold values in [0, 1]");
+}
+
+// special_*_polynomial_*(x, n): loops n times per element (hours for n = 2^40).
+constexpr double kMaxPolynomialDegree = 1 << 20;
+void CheckPolynomialDegree(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  const c10::IValue& n = a[1];
+  double most = 0;
+  if (n.isTensor()) {
+    const at::Tensor& t = n.toTensor();
+    if (t.numel() == 0) return;
+    if (!AllFinite(t)) ThrowCheck(env, op, "n", "holds NaN or infinite degrees");
+    most = t.detach().abs().max().item<double>();
+  } else if (n.isScalar()) {
+    most = std::abs(n.toScalar().toDouble());
+  }
+  if (!(most <= kMaxPolynomialDegree))
+    ThrowCheck(env, op, "n", "holds degree " + NumberText(most) + ", beyond " + NumberText(kMaxPolynomialDegree) +
+                                 " (the kernel loops once per degree for each element)");
+}
+
 ArgCheck ArgCheckFor(const std::string& name) {
   static const std::unordered_map<std::string, ArgCheck> checks = {
       {"torchvision::roi_align", CheckRoiAlign},   {"torchvision::ps_roi_align", CheckRoiAlign},
       {"torchvision::roi_pool", CheckRoiPool},     {"torchvision::ps_roi_pool", CheckRoiPool},
       {"torchvision::deform_conv2d", CheckDeformConv},
       {"aten::searchsorted.Tensor", CheckSearchsorted}, {"aten::searchsorted.Scalar", CheckSearchsorted},
+      {"aten::choose_qparams_optimized", CheckChooseQparams}, {"aten::native_channel_shuffle", CheckGroups},
+      {"aten::align_tensors", CheckNonEmptyList}, {"aten::binomial", CheckBinomial},
   };
   auto it = checks.find(name);
-  return it == checks.end() ? nullptr : it->second;
+  if (it != checks.end()) return it->second;
+  if (name.rfind("aten::special_", 0) == 0 && name.find("_polynomial_") != std::string::npos) return CheckPolynomialDegree;
+  return nullptr;
 }
 
 // Why callOp does not reach an operator, or "" when it may.
@@ -440,6 +510,10 @@ std::string Refusal(const std::string& name) {
   if (internal && name.rfind("_foreach_", 0) != 0 && name != "_upsample_bilinear2d_aa")
     return "an internal operator (LibTorch and autograd call it with arguments they made; its kernel does not check "
            "them, and out-of-range values crash the process): call the public operator that uses it";
+  // Their weights are fbgemm-packed structures passed as plain tensors and read unchecked.
+  if (name.rfind("quantized_", 0) == 0 && name.size() > 5 && name.compare(name.size() - 5, 5, "_cell") == 0)
+    return "a quantized RNN cell, whose packed weights arrive as plain tensors that the kernel reads unchecked "
+           "(any other tensor crashes the process)";
   return "";
 }
 
@@ -464,11 +538,17 @@ Napi::Value Op(const Napi::CallbackInfo& info) {
   text << schema;
   OpInfo op{*handle, key, text.str(), {}, schema.returns().size(), "", "", false, ArgCheckFor(key)};
   for (const auto& a : schema.arguments()) {
-    c10::TypePtr type = a.type();
+    // The real type: type() says int for a ScalarType, Layout or MemoryFormat, whose codes index
+    // tables unchecked (softmax with dtype -1 crashed), so they need the range checks of their kind.
+    c10::TypePtr type = a.real_type();
     bool optional = type->kind() == c10::TypeKind::OptionalType;
     if (optional) type = type->expectRef<c10::OptionalType>().getElementType();
     Kind k = KindOf(type);
-    op.args.push_back({a.name(), k, optional, a.default_value(), a.type()->str()});
+    const int32_t length = k == Kind::IntList && a.N() ? *a.N() : 0;
+    const bool emptyDefault = a.default_value() && a.default_value()->isList() && a.default_value()->toListRef().empty();
+    std::string typeName = a.real_type()->str();
+    if (length > 0) typeName.insert(typeName.find("[]") + 1, std::to_string(length));
+    op.args.push_back({a.name(), k, optional, a.default_value(), typeName, length, emptyDefault});
     op.argKinds += k == Kind::Tensor ? 't' : (k == Kind::TensorList || k == Kind::OptTensorList) ? 'T' : 'v';
   }
   for (const auto& r : schema.returns()) {
