@@ -5,8 +5,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { positiveInt } from './options';
+import { checkOutputPath } from '../io/output_path';
 import * as zlib from 'zlib';
-import { decodeImage, isImageDecodeError, readImageSize } from '../data/image';
+import { decodeImage, isImageDecodeError, readImageSize, setDecodeThreads } from '../data/image';
 import { listImageFiles } from '../data/image_files';
 import { Rng } from '../data/views_geometry';
 import {
@@ -339,8 +340,10 @@ export function registerProposalsCommands(program: Command): void {
     .option('--max-side <px>', 'downscale images whose longer side exceeds this (0 = never)', nonNegInt('--max-side'), 0)
     .option('--no-filter', 'keep every unique raw box (no ratio3size0308 filter)')
     .action(async (opts: GenerateOpts) => {
-      // the libuv pool runs decode and search; it must be sized before its first use
+      checkOutputPath(opts.out, { flag: '--out', kind: 'file' });
+      // the libuv pool runs the search (sized before its first use), the decode threads the decoding
       if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = String(Math.max(4, opts.workers));
+      setDecodeThreads(Math.max(4, opts.workers));
       const r = await generate(opts);
       if (r.interrupted) process.exitCode = 130;
     });
@@ -350,6 +353,7 @@ export function registerProposalsCommands(program: Command): void {
     .requiredOption('--json <out>', 'output JSON file')
     .option('--basename', 'key by file name instead of the relative path (the authors\' keys)')
     .action(async (opts: { store: string; json: string; basename?: boolean }) => {
+      checkOutputPath(opts.json, { flag: '--json', kind: 'file' });
       const store = ProposalStore.open(opts.store);
       try {
         const n = await writeAuthorsJson(store, opts.json, { basename: opts.basename });
@@ -362,6 +366,7 @@ export function registerProposalsCommands(program: Command): void {
     .requiredOption('--json <in>', "the authors' JSON")
     .requiredOption('--out <store>', 'new proposal store')
     .action(async (opts: { json: string; out: string }) => {
+      checkOutputPath(opts.out, { flag: '--out', kind: 'file' });
       const n = await importJson(opts.json, opts.out);
       console.log(`proposals import: ${n} images from ${opts.json}`);
       const store = ProposalStore.open(opts.out);
@@ -376,6 +381,7 @@ export function registerProposalsCommands(program: Command): void {
     .option('--boxes <k>', 'boxes drawn per image', positiveInt('--boxes'), 8)
     .option('--seed <s>', 'random seed', nonNegInt('--seed'), 0)
     .action(async (opts: { store: string; images: string; n: number; outDir: string; boxes: number; seed: number }) => {
+      checkOutputPath(opts.outDir, { flag: '--out-dir', kind: 'dir' });
       await show(opts);
     });
 }
