@@ -175,12 +175,13 @@ const at::Tensor& TensorArg(Napi::Env env, State& st, const OpInfo& op, const Ar
 
 // int[N] arguments (kernel_size, stride, padding, output_size, ...): kernels read N elements and
 // compute in 32 bits without checking (an empty kernel_size or padding crashed several, a 2^40
-// kernel hung max_pool1d). So the length is N, or 1 (repeated N times, as Python's argument parser
-// does for a number), or 0 where the schema's default is [], and every element fits 32 bits.
+// kernel hung max_pool1d). So for N >= 2 the length is N, or 1 (repeated N times, as Python's
+// argument parser does for a number), or 0 where the schema's default is []; int[1] means "one
+// int or a list" (dim lists: any length). Every element fits 32 bits.
 c10::IValue IntList(Napi::Env env, const OpInfo& op, const ArgSpec& a, std::vector<int64_t> v) {
   if (a.length > 0) {
-    if (v.size() == 1) v.assign(a.length, v[0]);
-    if (!(v.size() == size_t(a.length) || (v.empty() && a.emptyDefault)))
+    if (a.length > 1 && v.size() == 1) v.assign(a.length, v[0]);
+    if (a.length > 1 && !(v.size() == size_t(a.length) || (v.empty() && a.emptyDefault)))
       ThrowArg(env, op, a, "an array of " + std::to_string(v.size()));
     for (int64_t x : v)
       if (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max()) ThrowArg(env, op, a, "an array holding " + std::to_string(x) + ", beyond 32 bits");
