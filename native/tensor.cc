@@ -451,9 +451,12 @@ void CheckChooseQparams(Napi::Env env, const OpInfo& op, const torch::jit::Stack
   if (a[2].toInt() < 1) ThrowCheck(env, op, "n_bins", "must be positive, got " + std::to_string(a[2].toInt()));
 }
 
-// native_channel_shuffle(self, groups): divides by groups.
+// native_channel_shuffle(self, groups): divides by groups and by channels / groups.
 void CheckGroups(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
-  if (a[1].toInt() < 1) ThrowCheck(env, op, "groups", "must be positive, got " + std::to_string(a[1].toInt()));
+  const at::Tensor& self = a[0].toTensor();
+  const int64_t channels = self.dim() > 1 ? self.size(1) : 1, groups = a[1].toInt();
+  if (groups < 1 || groups > std::max<int64_t>(channels, 1))
+    ThrowCheck(env, op, "groups", "must be in [1, " + std::to_string(std::max<int64_t>(channels, 1)) + "] (the channels), got " + std::to_string(groups));
 }
 
 // align_tensors(tensors): reads the first.
