@@ -14,6 +14,7 @@ import { ProposalStoreWriter } from '../lib/data/proposal_store';
 import { listImageFiles } from '../lib/train/data_source';
 import { readImageSize } from '../lib/data/image';
 import { readMetrics } from '../lib/train/metrics';
+import { Rng } from '../lib/data/views_geometry';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'soco-train.js');
@@ -55,18 +56,6 @@ function cli(args: string[], killWhen?: (line: string) => number | null): Promis
   });
 }
 
-/** Mulberry32. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Largest |a - b| over every tensor of two loaded checkpoints (same keys required). */
 function maxDiff(a: unknown, b: unknown, where = ''): number {
   if (a instanceof torch.Tensor) {
@@ -102,7 +91,8 @@ const strays = (dir: string): string[] => fs.readdirSync(dir).filter((f) => /\.t
 describe('fault suite: train and export killed with -9, concurrent writers', function () {
   this.timeout(900000);
   const seed = Number(process.env.SOCO_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  const rand = rng(seed);
+  const random = new Rng(seed);
+  const rand = (): number => random.next();
   let dir: string;
   let store: string;
   let ref: string;

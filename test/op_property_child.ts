@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as torch from '../lib/torch';
 import { Tensor, exposedOps } from '../lib/torch/tensor';
 import { native } from '../lib/torch/native';
+import { Rng } from '../lib/data/views_geometry';
 
 const [progressFile, seedText] = process.argv.slice(2);
 const progress = fs.openSync(progressFile, 'w');
@@ -15,19 +16,9 @@ function mark(what: string): void {
   fs.writeSync(progress, what, 0);
 }
 
-/** Mulberry32: a seeded, reproducible stream. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const seed = Number(seedText);
-const rand = rng(seed);
+const random = new Rng(seed);
+const rand = (): number => random.next();
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
 
 // ---- values ----
