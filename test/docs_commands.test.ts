@@ -3,7 +3,9 @@
 // from the flags: a renamed or misspelt flag, a value its parser rejects, a missing required option
 // or a command that does not exist fails here, naming the file and line.
 import { strict as assert } from 'assert';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { Command, CommanderError } from 'commander';
 import { buildProgram } from '../lib/cli/main';
@@ -135,5 +137,40 @@ describe('command lines in README.md and docs/', () => {
       'soco-train train --device gpu', 'soco-train proposals generate --images DIR', 'soco-train trian --images DIR']) {
       assert.throws(() => { for (const argv of toArgv(buildProgram(), bad)) parseLine(argv); }, Error, bad);
     }
+  });
+});
+
+describe('CLI usage errors and --device', function () {
+  this.timeout(120000);
+  const BIN = path.join(ROOT, 'bin', 'soco-train.js');
+  const TRAIN = path.join(ROOT, 'test', 'fixtures', 'images', 'train');
+  const run = (...args: string[]): { status: number | null; text: string } => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60000 });
+    return { status: r.status, text: r.stdout + r.stderr };
+  };
+
+  it('an unknown flag or command prints the error, a suggestion and where the help is, not the help', () => {
+    const r = run('train', '--ouut', 'x');
+    assert.equal(r.status, 1);
+    assert.equal(r.text.trim(), "error: unknown option '--ouut'\n(Did you mean --out?)\n(run `soco-train train --help` for the usage)");
+    const c = run('proposals', 'generat');
+    assert.match(c.text, /^error: unknown command 'generat'\n\(Did you mean generate\?\)\n\(run `soco-train proposals --help` for the usage\)\n$/);
+  });
+
+  it('one --device parser: train, views and eval-retrieval take auto, cpu, cuda and cuda:N, and say when the machine has no such device', () => {
+    for (const cmd of [['views', '--images', TRAIN, '--proposals', 'x.store', '--out', path.join(os.tmpdir(), 'soco-never')],
+      ['eval-retrieval', '--images', TRAIN, '--proposals', 'x.store']]) {
+      assert.match(run(...cmd, '--device', 'gpu').text, /argument 'gpu' is invalid\. --device must be auto, cpu, cuda or cuda:N/);
+      const r = run(...cmd, '--device', 'cuda:1');
+      assert.equal(r.status, 1);
+      assert.match(r.text, /soco-train: --device cuda:1: no CUDA device here \(this LibTorch was built without CUDA\); use --device cpu or auto/);
+    }
+    const store = path.join(os.tmpdir(), `soco-device-${process.pid}.store`);
+    fs.writeFileSync(store, '');  // only its existence is checked before the device
+    const t = run('train', '--images', TRAIN, '--proposals', store, '--out', path.join(os.tmpdir(), 'soco-never'), '--device', 'cuda:1');
+    fs.rmSync(store);
+    assert.ok(!fs.existsSync(path.join(os.tmpdir(), 'soco-never')), 'a refused command creates nothing');
+    assert.match(t.text, /device\s+cuda:1\s+\(flag\)[\s\S]*soco-train: --device cuda:1: no CUDA device here/);
+    assert.match(run('train', '--device', 'gpu').text, /flag --device: device must be auto, cpu, cuda or cuda:N, got "gpu"/);
   });
 });

@@ -126,7 +126,6 @@ export class SoCoTrainer extends EventEmitter {
       if (!c.proposals) throw new Error('--proposals is required with proposalSource selective-search (make one with `soco-train proposals generate`)');
       if (!fs.existsSync(c.proposals)) throw new Error(`--proposals ${c.proposals}: no such file (make it with \`soco-train proposals generate --images ${c.images} --out ${c.proposals}\`)`);
     }
-    fs.mkdirSync(this.outDir, { recursive: true });
     this.device = torch.pickDevice(c.device);
     const dtype = autocastDtype(c.precision, this.device);
     this.precision = dtype ? { deviceType: this.device.startsWith('cuda') ? 'cuda' : 'cpu', dtype } : undefined;
@@ -143,6 +142,7 @@ export class SoCoTrainer extends EventEmitter {
       if (!fs.existsSync(c.resume)) throw new Error(`--resume ${c.resume}: no such checkpoint`);
       resumeFrom = path.resolve(c.resume);
     }
+    fs.mkdirSync(this.outDir, { recursive: true });  // once every check passed: a refused run leaves nothing behind
     return { resumeFrom };
   }
 
