@@ -16,12 +16,14 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/core/GradMode.h>
+#include <c10/util/Logging.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>
 
 #include <dlfcn.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -1238,6 +1240,11 @@ void ThrowTorchError(Napi::Env env, const std::string& op, const std::string& me
 void InitTensor(Napi::Env env, Napi::Object exports) {
   // The state dies with the environment (worker thread or process exit), freeing every tensor.
   env.SetInstanceData<State>(new State());
+  // LibTorch 1.13 captures and symbolises a C++ backtrace for every c10::Error it throws (10 ms
+  // each, measured here: an op rejecting its arguments cost 400 times the op), and a TorchError
+  // never shows it. PyTorch's TORCH_SHOW_CPP_STACKTRACES=1 keeps it for debugging LibTorch itself.
+  const char* traces = std::getenv("TORCH_SHOW_CPP_STACKTRACES");
+  if (!traces || std::strcmp(traces, "1") != 0) c10::SetStackTraceFetcher(std::function<std::string()>([] { return std::string(); }));
   auto fn = [&](const char* name, Napi::Function::Callback cb) {
     exports.Set(name, Napi::Function::New(env, cb, name));
   };
