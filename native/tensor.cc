@@ -15,6 +15,7 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <c10/core/CPUAllocator.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Logging.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -25,7 +26,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <limits>
+#include <mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -1133,6 +1136,65 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ---- CPU memory ----
+
+// The memory this process can still get, in bytes: MemAvailable, and the cgroup's limit when it
+// sets a lower one (containers, Slurm).
+double AvailableBytes() {
+  double avail = std::numeric_limits<double>::infinity();
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    double kb = 0;
+    meminfo >> kb;
+    if (key == "MemAvailable:") avail = kb * 1024;
+    meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  std::ifstream max("/sys/fs/cgroup/memory.max"), current("/sys/fs/cgroup/memory.current");
+  double limit = 0, used = 0;
+  if (max >> limit && current >> used) avail = std::min(avail, limit - used);  // "max" (no limit) fails to parse
+  return avail;
+}
+
+// LibTorch's CPU allocator with one check: a tensor larger than the memory that is free is
+// refused with a TorchError. Linux grants such an allocation (it only refuses more than RAM and
+// swap together) and its OOM killer ends some process when the pages are touched: a zeros([2**31])
+// in a script would kill the run, or a neighbour's. Allocations under 1 GiB are not checked.
+class BoundedCpuAllocator final : public c10::Allocator {
+ public:
+  explicit BoundedCpuAllocator(c10::Allocator* base) : base_(base) {}
+  // LibTorch 2.3 made allocate() non-const and added copy_data(): each version overrides its own.
+  c10::DataPtr allocate(size_t n) const { return Checked(n); }
+  c10::DataPtr allocate(size_t n) { return Checked(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
+  c10::DeleterFnPtr raw_deleter() const override { return base_->raw_deleter(); }
+
+ private:
+  c10::DataPtr Checked(size_t n) const {
+    if (n >= (size_t(1) << 30)) {
+      const double avail = AvailableBytes();
+      const auto gib = [](double b) {
+        std::ostringstream s;
+        s.setf(std::ios::fixed);
+        s.precision(1);
+        s << b / double(1 << 30) << " GiB";
+        return s.str();
+      };
+      TORCH_CHECK(double(n) <= avail, "a CPU tensor of ", gib(double(n)), " is more than the ", gib(avail),
+                  " of memory available (the kernel would kill a process when it is touched instead of failing the allocation)");
+    }
+    return base_->allocate(n);
+  }
+  c10::Allocator* base_;
+};
+
+void BoundCpuAllocations() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    static BoundedCpuAllocator bounded(c10::GetCPUAllocator());
+    c10::SetCPUAllocator(&bounded, /*priority=*/1);
+  });
+}
+
 // setErrorClass(TorchError): lib/torch hands over its error class so C++ can throw real instances.
 Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1245,6 +1307,7 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
   // never shows it. PyTorch's TORCH_SHOW_CPP_STACKTRACES=1 keeps it for debugging LibTorch itself.
   const char* traces = std::getenv("TORCH_SHOW_CPP_STACKTRACES");
   if (!traces || std::strcmp(traces, "1") != 0) c10::SetStackTraceFetcher(std::function<std::string()>([] { return std::string(); }));
+  BoundCpuAllocations();
   auto fn = [&](const char* name, Napi::Function::Callback cb) {
     exports.Set(name, Napi::Function::New(env, cb, name));
   };

@@ -49,7 +49,7 @@ const TENSORS: Record<string, () => Tensor> = {
   'expanded [4,3]': () => torch.rand([1, 3]).expand(4, 3),
   'requires grad [2,3]': () => torch.rand([2, 3]).requiresGrad_(),
 };
-const HUGE = [2 ** 40, -(2 ** 40), 2 ** 53 - 1, -(2 ** 53 - 1), 1e300, -1e300];
+const HUGE = [2 ** 31, 2 ** 40, -(2 ** 40), 2 ** 53 - 1, -(2 ** 53 - 1), 1e300, -1e300];
 const NOT_NUMBERS = [NaN, Infinity, -Infinity, 0.5, -0.5];
 const WRONG_TYPES: unknown[] = [undefined, null, 'x', {}, [], true, 12345678];
 const BY_KIND: Record<string, unknown[]> = {
