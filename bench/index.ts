@@ -27,6 +27,7 @@ async function main(): Promise<void> {
     else if (args[i].startsWith('--device=')) device = args[i].slice(9);
     else names.push(args[i]);
   }
+  device = (await import('../lib/torch')).pickDevice(device);  // the CLI's --device parser: auto, cpu, cuda, cuda:N
   const unknown = names.filter((n) => !(n in benches));
   if (unknown.length) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; known: ${Object.keys(benches).join(', ')}`);
   const cuda = device.startsWith('cuda');

@@ -1,5 +1,5 @@
 // Image decoding for the data loader: JPEG (libjpeg-turbo), PNG (libpng), WebP (libwebp) to RGB
-// uint8 HWC, off the event loop (one Napi::AsyncWorker per image on the libuv pool).
+// uint8 HWC, off the event loop (on the addon's own decode threads, DecodePool).
 //
 // Conventions, chosen to match what the authors' pipeline sees (PIL: Image.open, exif_transpose,
 // convert('RGB'), resize(BILINEAR)):
@@ -26,11 +26,14 @@
 #include <cstring>
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -58,6 +61,9 @@ namespace soco_image {
 
 // Caps the allocation a hostile header can request (100 MP RGB = 300 MB).
 constexpr uint64_t kMaxPixels = 100'000'000ULL;
+// Caps what is read of one file: a path to a device or a pipe that never ends (/dev/zero) would
+// otherwise fill the memory; no encoded image of kMaxPixels comes near it.
+constexpr size_t kMaxFileBytes = size_t(1) << 30;
 
 enum class Reason { Io, Empty, Unsupported, Truncated, Corrupt, TooLarge };
 
@@ -812,6 +818,11 @@ void ReadFileInto(const std::string& path, Bytes& out) {
                                       std::error_code(errno, std::generic_category()).message() + ")");
   struct stat st;
   const bool known = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0;
+  const auto tooLarge = [&] {
+    ::close(fd);
+    return DecodeError(Reason::TooLarge, "file larger than " + std::to_string(kMaxFileBytes >> 20) + " MB");
+  };
+  if (known && size_t(st.st_size) > kMaxFileBytes) throw tooLarge();
   out.resize(known ? size_t(st.st_size) + 1 : size_t(1) << 16);
   size_t at = 0;
   for (;;) {
@@ -823,7 +834,8 @@ void ReadFileInto(const std::string& path, Bytes& out) {
     }
     if (r == 0) break;
     at += size_t(r);
-    if (at == out.size()) out.resize(out.size() * 2);
+    if (at > kMaxFileBytes) throw tooLarge();
+    if (at == out.size()) out.resize(std::min(out.size() * 2, kMaxFileBytes + 1));
   }
   ::close(fd);
   out.resize(at);
@@ -1135,21 +1147,34 @@ namespace {
 
 using namespace soco_image;
 
-// One image per worker: the libuv pool (UV_THREADPOOL_SIZE, default 4) gives the parallelism.
-class DecodeWorker : public Napi::AsyncWorker {
+// One decode: runs on a DecodePool thread, then settles its promise on the JS thread through a
+// thread-safe function of its own (which, like a pending AsyncWorker, keeps the event loop alive).
+class DecodeJob {
  public:
-  DecodeWorker(Napi::Env env, std::string name, std::string path, Bytes bytes,
-               Options opt)
-      : Napi::AsyncWorker(env, "soco:decodeImage"),
-        deferred_(Napi::Promise::Deferred::New(env)),
+  DecodeJob(Napi::Env env, std::string name, std::string path, Bytes bytes, Options opt)
+      : deferred_(Napi::Promise::Deferred::New(env)),
         name_(std::move(name)),
         path_(std::move(path)),
         bytes_(std::move(bytes)),
-        opt_(opt) {}
+        opt_(opt) {
+    napi_value resource = Napi::String::New(env, "soco:decodeImage");
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_threadsafe_function(env, nullptr, nullptr, resource, 0, 1, nullptr, nullptr,
+                                                                   nullptr, Settle, &tsfn_));
+  }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
-  void Execute() override {
+  // Pool thread: decode, then hand the job to the JS thread (which deletes it).
+  void Run() {
+    Execute();
+    napi_threadsafe_function tsfn = tsfn_;  // the JS thread may delete this job as soon as it is queued
+    // Not queued: the environment is shutting down and nobody waits for the result.
+    if (napi_call_threadsafe_function(tsfn, this, napi_tsfn_blocking) != napi_ok) delete this;
+    napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  }
+
+ private:
+  void Execute() {
     try {
       if (!path_.empty()) {
         // Each pool thread reads into its own buffer, kept between images: no allocation and
@@ -1163,19 +1188,37 @@ class DecodeWorker : public Napi::AsyncWorker {
       }
     } catch (const DecodeError& e) {
       reason_ = ReasonCode(e.reason);
-      SetError(name_ + ": " + e.what());
+      error_ = name_ + ": " + e.what();
     } catch (const std::bad_alloc&) {
       reason_ = "IMAGE_TOO_LARGE";
-      SetError(name_ + ": out of memory while decoding");
+      error_ = name_ + ": out of memory while decoding";
     } catch (const std::exception& e) {
       reason_ = "IMAGE_ERROR";
-      SetError(name_ + ": " + e.what());
+      error_ = name_ + ": " + e.what();
     }
-    Bytes().swap(bytes_);  // free the encoded bytes on the worker thread
+    Bytes().swap(bytes_);  // free the encoded bytes on the pool thread
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  // JS thread (env null: the environment is being torn down, only free the job).
+  static void Settle(napi_env env, napi_value, void*, void* data) {
+    std::unique_ptr<DecodeJob> job(static_cast<DecodeJob*>(data));
+    if (env == nullptr) return;
+    Napi::Env e(env);
+    try {
+      if (job->reason_.empty()) {
+        job->deferred_.Resolve(job->Result(e));
+      } else {
+        Napi::Error err = Napi::Error::New(e, job->error_);
+        err.Set("code", job->reason_);
+        err.Set("file", job->name_);
+        job->deferred_.Reject(err.Value());
+      }
+    } catch (const Napi::Error& err) {
+      job->deferred_.Reject(err.Value());
+    }
+  }
+
+  Napi::Object Result(Napi::Env env) {
     Napi::Object r = Napi::Object::New(env);
     if (!opt_.headerOnly) {
       const size_t bytes = image_.rgb.size();
@@ -1189,7 +1232,7 @@ class DecodeWorker : public Napi::AsyncWorker {
       r.Set("height", image_.originalHeight);
     }
     r.Set("format", FormatName(image_.format));
-    deferred_.Resolve(r);
+    return r;
   }
 
   // The decoded pixels handed to JS without a copy (the ArrayBuffer shares them and drops its
@@ -1209,20 +1252,63 @@ class DecodeWorker : public Napi::AsyncWorker {
     return copy;
   }
 
-  void OnError(const Napi::Error& e) override {
-    Napi::Error err = Napi::Error::New(Env(), e.Message());
-    err.Set("code", reason_);
-    err.Set("file", name_);
-    deferred_.Reject(err.Value());
-  }
-
- private:
   Napi::Promise::Deferred deferred_;
+  napi_threadsafe_function tsfn_ = nullptr;
   std::string name_, path_;
   Bytes bytes_;
   Options opt_;
   Image image_;
-  std::string reason_;
+  std::string reason_, error_;
+};
+
+// The decode threads, shared by every loader of the process. Not libuv's pool: that one has
+// UV_THREADPOOL_SIZE threads (4 by default), fixed at its first use and shared with Node's file
+// and DNS work, so `train --workers 64` could not decode 64 images at once. Here exactly `limit`
+// jobs run at once (thread k works only while k < limit), and the limit can change at any time.
+class DecodePool {
+ public:
+  static DecodePool& Instance() {
+    static DecodePool* pool = new DecodePool();  // never destroyed: its detached threads outlive static destructors
+    return *pool;
+  }
+
+  void SetLimit(int n) {
+    std::lock_guard<std::mutex> lock(m_);
+    limit_ = n;
+    for (; started_ < limit_; started_++) std::thread([this, k = started_] { Work(k); }).detach();
+    cv_.notify_all();
+  }
+
+  int Limit() {
+    std::lock_guard<std::mutex> lock(m_);
+    return limit_;
+  }
+
+  void Submit(DecodeJob* job) {
+    std::lock_guard<std::mutex> lock(m_);
+    queue_.push_back(job);
+    cv_.notify_all();  // notify_one could wake a thread above the limit, which would sleep on
+  }
+
+ private:
+  DecodePool() { SetLimit(4); }
+
+  void Work(int k) {
+    std::unique_lock<std::mutex> lock(m_);
+    for (;;) {
+      cv_.wait(lock, [&] { return k < limit_ && !queue_.empty(); });
+      DecodeJob* job = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      job->Run();
+      lock.lock();
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<DecodeJob*> queue_;
+  int limit_ = 0, started_ = 0;
 };
 
 int DimOption(const Napi::Object& o, const char* key) {
@@ -1283,10 +1369,22 @@ Napi::Value DecodeImage(const Napi::CallbackInfo& info) {
     if (n.IsString()) name = n.As<Napi::String>().Utf8Value();
   }
   if (info.Length() >= 3) opt.headerOnly = info[2].ToBoolean().Value();
-  auto* w = new DecodeWorker(env, std::move(name), std::move(path), std::move(bytes), opt);
-  Napi::Promise p = w->Promise();
-  w->Queue();  // the worker deletes itself after OnOK/OnError
+  auto* job = new DecodeJob(env, std::move(name), std::move(path), std::move(bytes), opt);
+  Napi::Promise p = job->Promise();
+  DecodePool::Instance().Submit(job);  // the job deletes itself once settled
   return p;
+}
+
+// decodeThreads(n?) -> the number of images decoded at once, after setting it to n when given.
+Napi::Value DecodeThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() >= 1 && !info[0].IsUndefined()) {
+    const double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+    if (!(n >= 1 && n <= 1024) || n != std::floor(n))
+      throw Napi::RangeError::New(env, "decodeThreads: the thread count must be an integer in [1, 1024]");
+    DecodePool::Instance().SetLimit(int(n));
+  }
+  return Napi::Number::New(env, DecodePool::Instance().Limit());
 }
 
 // augmentImages(data: Float32Array [n,3,h,w], n, h, w, params: Float64Array [n*kAugRecord],
@@ -1348,6 +1446,7 @@ namespace soco {
 void InitImage(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeImage", Napi::Function::New(env, DecodeImage, "decodeImage"));
   exports.Set("augmentImages", Napi::Function::New(env, AugmentImages, "augmentImages"));
+  exports.Set("decodeThreads", Napi::Function::New(env, DecodeThreads, "decodeThreads"));
 }
 }  // namespace soco
 

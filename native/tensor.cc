@@ -15,14 +15,20 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <c10/core/CPUAllocator.h>
 #include <c10/core/GradMode.h>
+#include <c10/util/Logging.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>
 
 #include <dlfcn.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <limits>
+#include <mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -45,7 +51,13 @@ struct ArgSpec {
   bool optional;
   c10::optional<c10::IValue> defaultValue;
   std::string typeName;
+  int32_t length;     // int[N] (kernel_size, stride, ...): N, else 0
+  bool emptyDefault;  // the schema's default is [] ("as kernel_size")
 };
+
+struct OpInfo;
+// Checks what an operator's kernel does not (native/tensor.cc ArgCheckFor), on the converted arguments.
+using ArgCheck = void (*)(Napi::Env env, const OpInfo& op, const torch::jit::Stack& args);
 
 struct OpInfo {
   c10::OperatorHandle handle;
@@ -56,6 +68,7 @@ struct OpInfo {
   std::string argKinds;     // per argument: 't' tensor, 'T' tensor list, 'v' other (for callOp in JS)
   std::string returnKinds;  // per return, the same letters
   bool returnsSelf;  // in-place op: hand back the caller's own handle instead of a new one
+  ArgCheck check;    // null for the operators whose kernels check their own arguments
 };
 
 struct State {
@@ -125,7 +138,9 @@ const char* JsTypeName(const Napi::Value& v) {
 }
 
 std::string NumberText(double d) {
+  if (std::nearbyint(d) == d && std::abs(d) < 1e18) return std::to_string(int64_t(d));
   std::ostringstream s;
+  s.precision(10);
   s << d;
   return s.str();
 }
@@ -161,6 +176,22 @@ const at::Tensor& TensorArg(Napi::Env env, State& st, const OpInfo& op, const Ar
   std::string what = "argument '" + a.name + "'" + (index >= 0 ? "[" + std::to_string(index) + "]" : "");
   if (!v.IsNumber()) ThrowArg(env, op, a, (index >= 0 ? "an array holding " : "") + std::string(JsTypeName(v)));
   return st.tensors.Get(env, v, op.name.c_str(), what);
+}
+
+// int[N] arguments (kernel_size, stride, padding, output_size, ...): kernels read N elements and
+// compute in 32 bits without checking (an empty kernel_size or padding crashed several, a 2^40
+// kernel hung max_pool1d). So for N >= 2 the length is N, or 1 (repeated N times, as Python's
+// argument parser does for a number), or 0 where the schema's default is []; int[1] means "one
+// int or a list" (dim lists: any length). Every element fits 32 bits.
+c10::IValue IntList(Napi::Env env, const OpInfo& op, const ArgSpec& a, std::vector<int64_t> v) {
+  if (a.length > 0) {
+    if (a.length > 1 && v.size() == 1) v.assign(a.length, v[0]);
+    if (a.length > 1 && !(v.size() == size_t(a.length) || (v.empty() && a.emptyDefault)))
+      ThrowArg(env, op, a, "an array of " + std::to_string(v.size()));
+    for (int64_t x : v)
+      if (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max()) ThrowArg(env, op, a, "an array holding " + std::to_string(x) + ", beyond 32 bits");
+  }
+  return c10::IValue(std::move(v));
 }
 
 // `missing` is an argument the caller left out (cheaper than materialising undefined).
@@ -229,8 +260,7 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
     default: break;
   }
   // Lists. A bare number where an int[] is expected broadcasts, as in Python (stride=2).
-  if (a.kind == Kind::IntList && type == napi_number)
-    return c10::IValue(std::vector<int64_t>{ToInt(env, op, a, v, nullptr)});
+  if (a.kind == Kind::IntList && type == napi_number) return IntList(env, op, a, {ToInt(env, op, a, v, nullptr)});
   if (type != napi_object || !v.IsArray()) ThrowArg(env, op, a, JsTypeName(v));
   Napi::Array arr = v.As<Napi::Array>();
   uint32_t n = arr.Length();
@@ -238,7 +268,7 @@ c10::IValue Convert(Napi::Env env, State& st, const OpInfo& op, const ArgSpec& a
     case Kind::IntList: {
       std::vector<int64_t> out(n);
       for (uint32_t i = 0; i < n; i++) out[i] = ToInt(env, op, a, arr[i], "an array holding");
-      return c10::IValue(out);
+      return IntList(env, op, a, std::move(out));
     }
     case Kind::FloatList: {
       std::vector<double> out(n);
@@ -322,6 +352,180 @@ Napi::Value ToJs(Napi::Env env, State& st, c10::IValue&& v) {
   throw std::runtime_error("the operator returned a " + v.tagKind() + ", which is not supported");
 }
 
+// ---- arguments that kernels do not check ----
+//
+// Calling every operator of this LibTorch with extreme arguments (out-of-range, negative, NaN and
+// infinite indices, sizes and scales; test/op_property.test.ts keeps the exposed ones covered)
+// shows that the public ATen kernels check their index arguments, and that these do not:
+// torchvision's RoI ops read `rois[:, 0]` as a batch index unchecked (out of range: a segfault, or
+// garbage read from other memory), deform_conv2d dereferences NaN offsets, searchsorted trusts
+// its sorter. Their arguments are checked here, before the kernel, and a bad one is a TorchError
+// naming the op and the argument. Operators that only LibTorch and autograd call (a leading
+// underscore, or a backward formula) trust their callers wholesale: callOp refuses them
+// (InternalOp), apart from the fused optimizer and resize ops the facade uses, which check.
+
+[[noreturn]] void ThrowCheck(Napi::Env env, const OpInfo& op, const std::string& arg, const std::string& why) {
+  ThrowTorchError(env, op.name, "argument '" + arg + "' " + why);
+}
+
+// A tensor's values on the host as doubles (a copy; one device-to-host transfer for CUDA tensors).
+at::Tensor HostDoubles(const at::Tensor& t) { return t.detach().to(at::kCPU, at::kDouble).contiguous(); }
+
+bool AllFinite(const at::Tensor& t) {
+  if (!t.defined() || !t.is_floating_point() || t.numel() == 0) return true;
+  return t.detach().isfinite().all().item<bool>();
+}
+
+// How many times over an adaptive-sampling RoI op may sample its input per RoI: a legitimate box
+// lies in or near the feature map; one of 1e7 pixels would sample ~1e14 points (hours, in one
+// uninterruptible call).
+constexpr double kMaxSamplingPasses = 64;
+
+std::string Size(int64_t h, int64_t w) { return std::to_string(h) + "x" + std::to_string(w); }
+
+// roi_align, ps_roi_align, roi_pool, ps_roi_pool: (input, rois, spatial_scale, pooled_height,
+// pooled_width[, sampling_ratio]).
+void CheckRois(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a, bool sampling) {
+  const at::Tensor& input = a[0].toTensor();
+  const at::Tensor& rois = a[1].toTensor();
+  const double scale = a[2].toDouble();
+  const int64_t ph = a[3].toInt(), pw = a[4].toInt();
+  if (!std::isfinite(scale)) ThrowCheck(env, op, "spatial_scale", "must be finite, got " + NumberText(scale));
+  // The kernels index with int and divide channels by ph * pw.
+  if (ph < 1 || pw < 1 || ph > 65536 || pw > 65536)
+    ThrowCheck(env, op, ph < 1 || ph > 65536 ? "pooled_height" : "pooled_width",
+               "must be in [1, 65536], got " + std::to_string(ph < 1 || ph > 65536 ? ph : pw));
+  if (input.dim() != 4 || rois.dim() != 2 || rois.size(1) != 5) return;  // the kernel's own checks name these
+  const int64_t n = input.size(0), height = input.size(2), width = input.size(3);
+  const int64_t ratio = sampling ? a[5].toInt() : 0;
+  const double budget = kMaxSamplingPasses * double(std::max<int64_t>(height * width, ph * pw));
+  if (sampling && ratio > 0 && double(ph) * pw * ratio * ratio > budget)
+    ThrowCheck(env, op, "sampling_ratio", "is " + std::to_string(ratio) + ": " + std::to_string(ratio) + "x" +
+                                              std::to_string(ratio) + " samples per bin would pass over the " + Size(height, width) +
+                                              " input more than " + NumberText(kMaxSamplingPasses) + " times");
+  const at::Tensor host = HostDoubles(rois);
+  const double* r = host.data_ptr<double>();
+  for (int64_t k = 0; k < host.size(0); k++, r += 5) {
+    const std::string row = " in row " + std::to_string(k);
+    if (!(r[0] >= 0 && r[0] < double(n)))
+      ThrowCheck(env, op, "rois", "has batch index " + NumberText(r[0]) + row + ", outside [0, " + std::to_string(n) +
+                                     ") for an input of " + std::to_string(n) + (n == 1 ? " image" : " images"));
+    for (int c = 1; c < 5; c++)
+      if (!std::isfinite(r[c])) ThrowCheck(env, op, "rois", "has a non-finite coordinate (" + NumberText(r[c]) + ")" + row);
+    if (sampling && ratio <= 0) {
+      // The kernels' adaptive grid: ceil(roi extent / pooled size) samples per bin and axis.
+      const double h = std::abs(r[4] - r[2]) * scale, w = std::abs(r[3] - r[1]) * scale;
+      if (double(ph) * pw * std::max(std::ceil(h / double(ph)), 1.0) * std::max(std::ceil(w / double(pw)), 1.0) > budget)
+        ThrowCheck(env, op, "rois", "has a box of " + NumberText(w) + "x" + NumberText(h) + " input pixels" + row +
+                                       ": adaptive sampling (sampling_ratio <= 0) would pass over the " + Size(height, width) +
+                                       " input more than " + NumberText(kMaxSamplingPasses) + " times");
+    }
+  }
+}
+
+void CheckRoiAlign(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) { CheckRois(env, op, a, true); }
+void CheckRoiPool(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) { CheckRois(env, op, a, false); }
+
+// deform_conv2d(input, weight, offset, mask, bias, ..., use_mask): bilinear sampling at a NaN
+// offset computes a NaN index.
+void CheckDeformConv(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  if (!AllFinite(a[2].toTensor())) ThrowCheck(env, op, "offset", "holds NaN or infinite values");
+  if (a.back().toBool() && !AllFinite(a[3].toTensor())) ThrowCheck(env, op, "mask", "holds NaN or infinite values");
+}
+
+// searchsorted(sorted_sequence, self | scalar, ..., sorter): the kernel gathers through `sorter`.
+void CheckSearchsorted(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  const c10::IValue& sorter = a.back();
+  if (!sorter.isTensor()) return;
+  const at::Tensor& seq = a[0].toTensor();
+  const at::Tensor& s = sorter.toTensor();
+  if (s.numel() == 0 || seq.dim() == 0 || s.is_floating_point() || s.is_complex()) return;
+  const int64_t n = seq.size(-1);
+  const auto [lo, hi] = s.detach().aminmax();
+  const int64_t min = lo.item<int64_t>(), max = hi.item<int64_t>();
+  if (min < 0 || max >= n)
+    ThrowCheck(env, op, "sorter", "holds index " + std::to_string(min < 0 ? min : max) + ", outside [0, " + std::to_string(n) +
+                                      ") for a sorted_sequence of " + std::to_string(n) + " values per row");
+}
+
+// choose_qparams_optimized(input, numel, n_bins, ratio, bit_width): reads `numel` elements of input.
+void CheckChooseQparams(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  const int64_t numel = a[1].toInt();
+  if (numel < 0 || numel > a[0].toTensor().numel())
+    ThrowCheck(env, op, "numel", "is " + std::to_string(numel) + ", outside [0, " + std::to_string(a[0].toTensor().numel()) + "] (the input's elements)");
+  if (a[2].toInt() < 1) ThrowCheck(env, op, "n_bins", "must be positive, got " + std::to_string(a[2].toInt()));
+}
+
+// native_channel_shuffle(self, groups): divides by groups and by channels / groups.
+void CheckGroups(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  const at::Tensor& self = a[0].toTensor();
+  const int64_t channels = self.dim() > 1 ? self.size(1) : 1, groups = a[1].toInt();
+  if (groups < 1 || groups > std::max<int64_t>(channels, 1))
+    ThrowCheck(env, op, "groups", "must be in [1, " + std::to_string(std::max<int64_t>(channels, 1)) + "] (the channels), got " + std::to_string(groups));
+}
+
+// align_tensors(tensors): reads the first.
+void CheckNonEmptyList(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  if (a[0].toListRef().empty()) ThrowCheck(env, op, op.args[0].name, "must hold at least one tensor");
+}
+
+// binomial(count, prob): its sampler loops until it draws an acceptable value, forever for a NaN
+// or negative count or a probability outside [0, 1].
+void CheckBinomial(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  const at::Tensor& count = a[0].toTensor();
+  const at::Tensor& prob = a[1].toTensor();
+  if (count.numel() && (!AllFinite(count) || count.detach().min().item<double>() < 0))
+    ThrowCheck(env, op, "count", "must hold finite values >= 0");
+  if (prob.numel() && !(prob.detach().min().item<double>() >= 0 && prob.detach().max().item<double>() <= 1))
+    ThrowCheck(env, op, "prob", "must hold values in [0, 1]");
+}
+
+// special_*_polynomial_*(x, n): loops n times per element (hours for n = 2^40).
+constexpr double kMaxPolynomialDegree = 1 << 20;
+void CheckPolynomialDegree(Napi::Env env, const OpInfo& op, const torch::jit::Stack& a) {
+  const c10::IValue& n = a[1];
+  double most = 0;
+  if (n.isTensor()) {
+    const at::Tensor& t = n.toTensor();
+    if (t.numel() == 0) return;
+    if (!AllFinite(t)) ThrowCheck(env, op, "n", "holds NaN or infinite degrees");
+    most = t.detach().abs().max().item<double>();
+  } else if (n.isScalar()) {
+    most = std::abs(n.toScalar().toDouble());
+  }
+  if (!(most <= kMaxPolynomialDegree))
+    ThrowCheck(env, op, "n", "holds degree " + NumberText(most) + ", beyond " + NumberText(kMaxPolynomialDegree) +
+                                 " (the kernel loops once per degree for each element)");
+}
+
+ArgCheck ArgCheckFor(const std::string& name) {
+  static const std::unordered_map<std::string, ArgCheck> checks = {
+      {"torchvision::roi_align", CheckRoiAlign},   {"torchvision::ps_roi_align", CheckRoiAlign},
+      {"torchvision::roi_pool", CheckRoiPool},     {"torchvision::ps_roi_pool", CheckRoiPool},
+      {"torchvision::deform_conv2d", CheckDeformConv},
+      {"aten::searchsorted.Tensor", CheckSearchsorted}, {"aten::searchsorted.Scalar", CheckSearchsorted},
+      {"aten::choose_qparams_optimized", CheckChooseQparams}, {"aten::native_channel_shuffle", CheckGroups},
+      {"aten::align_tensors", CheckNonEmptyList}, {"aten::binomial", CheckBinomial},
+  };
+  auto it = checks.find(name);
+  if (it != checks.end()) return it->second;
+  if (name.rfind("aten::special_", 0) == 0 && name.find("_polynomial_") != std::string::npos) return CheckPolynomialDegree;
+  return nullptr;
+}
+
+// Why callOp does not reach an operator, or "" when it may.
+std::string Refusal(const std::string& name) {
+  const bool internal = (!name.empty() && name[0] == '_') || name.find("_backward") != std::string::npos;
+  if (internal && name.rfind("_foreach_", 0) != 0 && name != "_upsample_bilinear2d_aa")
+    return "an internal operator (LibTorch and autograd call it with arguments they made; its kernel does not check "
+           "them, and out-of-range values crash the process): call the public operator that uses it";
+  // Their weights are fbgemm-packed structures passed as plain tensors and read unchecked.
+  if (name.rfind("quantized_", 0) == 0 && name.size() > 5 && name.compare(name.size() - 5, 5, "_cell") == 0)
+    return "a quantized RNN cell, whose packed weights arrive as plain tensors that the kernel reads unchecked "
+           "(any other tensor crashes the process)";
+  return "";
+}
+
 // op(name, overload) -> index for call(); resolving once keeps the per-call cost to a table lookup.
 Napi::Value Op(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -335,16 +539,25 @@ Napi::Value Op(const Napi::CallbackInfo& info) {
   if (it != st.opIndex.end()) return Napi::Number::New(env, it->second);
   auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
   if (!handle) ThrowTorchError(env, key, "no such operator in this LibTorch (name and overload must match its schema)");
+  const size_t colons = name.find("::");
+  const std::string refusal = colons == std::string::npos ? "" : Refusal(name.substr(colons + 2));
+  if (!refusal.empty()) ThrowTorchError(env, key, "not callable: " + refusal);
   const c10::FunctionSchema& schema = handle->schema();
   std::ostringstream text;
   text << schema;
-  OpInfo op{*handle, key, text.str(), {}, schema.returns().size(), "", "", false};
+  OpInfo op{*handle, key, text.str(), {}, schema.returns().size(), "", "", false, ArgCheckFor(key)};
   for (const auto& a : schema.arguments()) {
-    c10::TypePtr type = a.type();
+    // The real type: type() says int for a ScalarType, Layout or MemoryFormat, whose codes index
+    // tables unchecked (softmax with dtype -1 crashed), so they need the range checks of their kind.
+    c10::TypePtr type = a.real_type();
     bool optional = type->kind() == c10::TypeKind::OptionalType;
     if (optional) type = type->expectRef<c10::OptionalType>().getElementType();
     Kind k = KindOf(type);
-    op.args.push_back({a.name(), k, optional, a.default_value(), a.type()->str()});
+    const int32_t length = k == Kind::IntList && a.N() ? *a.N() : 0;
+    const bool emptyDefault = a.default_value() && a.default_value()->isList() && a.default_value()->toListRef().empty();
+    std::string typeName = a.real_type()->str();
+    if (length > 0) typeName.insert(typeName.find("[]") + 1, std::to_string(length));
+    op.args.push_back({a.name(), k, optional, a.default_value(), typeName, length, emptyDefault});
     op.argKinds += k == Kind::Tensor ? 't' : (k == Kind::TensorList || k == Kind::OptTensorList) ? 'T' : 'v';
   }
   for (const auto& r : schema.returns()) {
@@ -401,6 +614,7 @@ Napi::Value Call(const Napi::CallbackInfo& info) {
       bool missing = i >= given;
       stack.push_back(Convert(env, st, op, op.args[i], missing ? Napi::Value() : info[i + 1], missing));
     }
+    if (op.check) op.check(env, op, stack);
     op.handle.callBoxed(&stack);
   });
   if (op.returnsSelf) return info[1];
@@ -922,6 +1136,65 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ---- CPU memory ----
+
+// The memory this process can still get, in bytes: MemAvailable, and the cgroup's limit when it
+// sets a lower one (containers, Slurm).
+double AvailableBytes() {
+  double avail = std::numeric_limits<double>::infinity();
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    double kb = 0;
+    meminfo >> kb;
+    if (key == "MemAvailable:") avail = kb * 1024;
+    meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  std::ifstream max("/sys/fs/cgroup/memory.max"), current("/sys/fs/cgroup/memory.current");
+  double limit = 0, used = 0;
+  if (max >> limit && current >> used) avail = std::min(avail, limit - used);  // "max" (no limit) fails to parse
+  return avail;
+}
+
+// LibTorch's CPU allocator with one check: a tensor larger than the memory that is free is
+// refused with a TorchError. Linux grants such an allocation (it only refuses more than RAM and
+// swap together) and its OOM killer ends some process when the pages are touched: a zeros([2**31])
+// in a script would kill the run, or a neighbour's. Allocations under 1 GiB are not checked.
+class BoundedCpuAllocator final : public c10::Allocator {
+ public:
+  explicit BoundedCpuAllocator(c10::Allocator* base) : base_(base) {}
+  // LibTorch 2.3 made allocate() non-const and added copy_data(): each version overrides its own.
+  c10::DataPtr allocate(size_t n) const { return Checked(n); }
+  c10::DataPtr allocate(size_t n) { return Checked(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
+  c10::DeleterFnPtr raw_deleter() const override { return base_->raw_deleter(); }
+
+ private:
+  c10::DataPtr Checked(size_t n) const {
+    if (n >= (size_t(1) << 30)) {
+      const double avail = AvailableBytes();
+      const auto gib = [](double b) {
+        std::ostringstream s;
+        s.setf(std::ios::fixed);
+        s.precision(1);
+        s << b / double(1 << 30) << " GiB";
+        return s.str();
+      };
+      TORCH_CHECK(double(n) <= avail, "a CPU tensor of ", gib(double(n)), " is more than the ", gib(avail),
+                  " of memory available (the kernel would kill a process when it is touched instead of failing the allocation)");
+    }
+    return base_->allocate(n);
+  }
+  c10::Allocator* base_;
+};
+
+void BoundCpuAllocations() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    static BoundedCpuAllocator bounded(c10::GetCPUAllocator());
+    c10::SetCPUAllocator(&bounded, /*priority=*/1);
+  });
+}
+
 // setErrorClass(TorchError): lib/torch hands over its error class so C++ can throw real instances.
 Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1029,6 +1302,12 @@ void ThrowTorchError(Napi::Env env, const std::string& op, const std::string& me
 void InitTensor(Napi::Env env, Napi::Object exports) {
   // The state dies with the environment (worker thread or process exit), freeing every tensor.
   env.SetInstanceData<State>(new State());
+  // LibTorch 1.13 captures and symbolises a C++ backtrace for every c10::Error it throws (10 ms
+  // each, measured here: an op rejecting its arguments cost 400 times the op), and a TorchError
+  // never shows it. PyTorch's TORCH_SHOW_CPP_STACKTRACES=1 keeps it for debugging LibTorch itself.
+  const char* traces = std::getenv("TORCH_SHOW_CPP_STACKTRACES");
+  if (!traces || std::strcmp(traces, "1") != 0) c10::SetStackTraceFetcher(std::function<std::string()>([] { return std::string(); }));
+  BoundCpuAllocations();
   auto fn = [&](const char* name, Napi::Function::Callback cb) {
     exports.Set(name, Napi::Function::New(env, cb, name));
   };

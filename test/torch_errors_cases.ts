@@ -1,6 +1,7 @@
 // The misuse battery of test/torch_errors.test.ts: each case must throw a JS Error (a TorchError
 // naming the op where LibTorch or our argument checks reject it). It runs in a child process
 // (test/torch_errors_child.ts) so that a crash shows up as a dead child, not a dead test runner.
+import * as fs from 'fs';
 import * as torch from '../lib/torch';
 import { Tensor } from '../lib/torch';
 import { native } from '../lib/torch/native';
@@ -17,6 +18,7 @@ export interface ErrorCase {
 }
 
 const f32 = (shape: number[]): Tensor => torch.ones(shape);
+const freeBytes = (): number => Number(/MemAvailable:\s+(\d+)/.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1]) * 1024;
 function disposed(): Tensor {
   const t = torch.ones([2]);
   t.dispose();
@@ -118,6 +120,8 @@ export const errorCases: ErrorCase[] = [
   { name: 'a negative shape for data', fn: () => torch.tensor(new Float32Array(4), { shape: [-2, -2] }), op: 'fromBuffer', msg: /non-negative/ },
   { name: 'reshape to a negative size', fn: () => f32([6]).reshape(-2, -3), op: 'aten::reshape' },
   { name: 'an allocation too large for the host', fn: () => torch.empty([1e6, 1e6, 1e3]), op: 'aten::empty.memory_format' },
+  // Linux would grant this one (less than RAM + swap) and kill a process once it is touched.
+  { name: 'a tensor larger than the free memory', fn: () => torch.empty([Math.ceil((freeBytes() + 2 ** 30) / 4)]), op: 'aten::empty.memory_format', msg: /a CPU tensor of [\d.]+ GiB is more than the [\d.]+ GiB of memory available/ },
 
   // ---- unknown ops ----
   { name: 'an unknown op name', fn: () => torch.callOp('aten::does_not_exist', ''), op: 'aten::does_not_exist', msg: /no such operator/ },

@@ -16,6 +16,7 @@ import { ProposalStoreWriter } from '../lib/data/proposal_store';
 import { readImageSize } from '../lib/data/image';
 import { readMetrics } from '../lib/train/metrics';
 import { PYTHON } from './reference/python';
+import { runTraining } from '../lib/cli/run_training';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const TRAIN = path.join(ROOT, 'test', 'fixtures', 'images', 'train');
@@ -123,6 +124,67 @@ describe('SoCoTrainer', function () {
     assert.match(fs.readFileSync(r.config, 'utf8'), new RegExp(`WEIGHTS: "${r.weights.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
   });
 
+  it('a signal during a step stops the run after that step: no further iteration, its checkpoint, exit 0', async () => {
+    const out = path.join(dir, 'signalled');
+    const trainer = new SoCoTrainer({ ...base(out), workers: 3 });
+    const steps: number[] = [];
+    // Sent inside iteration 2's step events, as a Ctrl-C during a long synchronous step would land.
+    trainer.on('iteration', (e: { step: number }) => { steps.push(e.step); if (e.step === 2) process.kill(process.pid, 'SIGTERM'); });
+    const lines: string[] = [];
+    const code = await runTraining(trainer, (l) => lines.push(l));
+    const text = lines.join('\n');
+    assert.equal(code, 0, text);
+    assert.deepEqual(steps, [1, 2], text);
+    assert.match(text, /SIGTERM: stopping after this iteration/);
+    assert.match(text, /checkpoint \(stop\) .*checkpoint-00000002\.pth at iteration 2/);
+    assert.match(text, /stopped at iteration 2; continue with the same command/);
+    assert.match(text, /data: 11 images, 5 iterations per epoch; 3 images decoded at once \(--workers\), 1 batches prepared ahead/);
+  });
+
+  it('a corrupt last.pth names the newest checkpoint that loads; stale temporary files are removed at start', async () => {
+    const src = path.join(dir, 'resumed');  // the run of 6 iterations: its two newest checkpoints, last.pth = 6
+    const [older, newest] = fs.readdirSync(src).filter((f) => /^checkpoint-\d+\.pth$/.test(f)).sort();
+    assert.equal(newest, 'checkpoint-00000006.pth');
+    const olderStep = Number(/\d+/.exec(older)![0]);
+    const corrupt = (f: string): void => {
+      const fd = fs.openSync(f, 'r+');
+      fs.writeSync(fd, Buffer.alloc(64, 0xab), 0, 64, Math.floor(fs.fstatSync(fd).size / 2));
+      fs.closeSync(fd);
+    };
+    const copyRun = (to: string, linked: boolean): void => {
+      fs.mkdirSync(to);
+      for (const f of [older, newest]) fs.copyFileSync(path.join(src, f), path.join(to, f));
+      if (linked) fs.linkSync(path.join(to, newest), path.join(to, 'last.pth'));
+      else fs.copyFileSync(path.join(src, 'last.pth'), path.join(to, 'last.pth'));
+      corrupt(path.join(to, 'last.pth'));
+    };
+    // last.pth is a hard link to the newest numbered file, so both are damaged: the one before.
+    const a = path.join(dir, 'corrupt-linked');
+    copyRun(a, true);
+    await assert.rejects(new SoCoTrainer(base(a)).train(), (e: Error) =>
+      new RegExp(`cannot read checkpoint .*last\\.pth: .*The newest intact checkpoint is ${a}/${older} \\(iteration ${olderStep}\\): continue from it with --resume ${a}/${older}`).test(e.message));
+    const b = path.join(dir, 'corrupt-copy');
+    copyRun(b, false);
+    await assert.rejects(new SoCoTrainer(base(b)).train(), /The newest intact checkpoint is .*corrupt-copy\/checkpoint-00000006\.pth \(iteration 6\)/);
+    corrupt(path.join(b, older));
+    corrupt(path.join(b, newest));
+    await assert.rejects(new SoCoTrainer(base(b)).train(), /holds no other intact checkpoint: remove .*last\.pth to start over, or choose another --out/);
+
+    // Resuming from the named checkpoint works; a dead writer's temporary file goes, with a note.
+    const dead = Number(require('child_process').execFileSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }));
+    const stale = path.join(a, `.checkpoint-00000004.pth.${dead}.0123abcd.tmp`);
+    fs.writeFileSync(stale, Buffer.alloc(1 << 20));
+    const t = new SoCoTrainer({ ...base(a), resume: path.join(a, older) });
+    const warnings: string[] = [];
+    t.on('warning', (m: string) => warnings.push(m));
+    const r = await t.train();
+    await t.close();
+    assert.equal(r.steps, 6);
+    assert.ok(!fs.existsSync(stale));
+    assert.ok(warnings.some((w) => /removed 1 temporary file\(s\) of interrupted writes \(1\.0 MB\): \.checkpoint-00000004\.pth\.\d+\.0123abcd\.tmp/.test(w)), warnings.join('\n'));
+    assert.equal((torch.load(path.join(a, 'last.pth')) as Record<string, unknown>).step, 6);
+  });
+
   it('a non-finite loss stops the run naming the iteration and the last good checkpoint', async () => {
     const out = path.join(dir, 'nan');
     // The real loader, with the third batch's V2 poisoned.
@@ -158,7 +220,8 @@ describe('SoCoTrainer', function () {
     const file = path.join(dir, 'a-file');
     fs.writeFileSync(file, '');
     await assert.rejects(new SoCoTrainer({ ...base(path.join(dir, 'x')), images: path.join(dir, 'nope') }).train(), /--images .*nope: no such folder/);
-    await assert.rejects(new SoCoTrainer({ ...base(path.join(file, 'out')) }).train(), /output folder .*a-file\/out cannot be created/);
+    await assert.rejects(new SoCoTrainer({ ...base(path.join(file, 'out')) }).train(), /--out .*a-file\/out: .*a-file is a file, not a folder/);
+    await assert.rejects(new SoCoTrainer({ ...base(path.join(dir, 'x')), device: 'cuda:1' }).train(), /--device cuda:1: no CUDA device here/);
     await assert.rejects(new SoCoTrainer({ ...base(path.join(dir, 'x')), proposals: path.join(dir, 'none.store') }).train(), /--proposals .*none\.store: no such file/);
     const other = path.join(dir, 'heldout.proposals');
     await makeStore(HELDOUT, other);

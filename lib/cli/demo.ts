@@ -12,6 +12,7 @@ import { plotRun } from '../train/plot';
 import { evalRetrieval } from '../train/eval_retrieval';
 import { formatConfig, runTraining } from './run_training';
 import { formatRetrieval } from './eval_retrieval';
+import { checkOutputPath } from '../io/output_path';
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const DEMO_IMAGES = path.join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
@@ -63,7 +64,7 @@ export function registerDemoCommand(program: Command): void {
     .action(async (o: { out: string; iterations: number; minutes: number }) => {
       if (!(Number.isInteger(o.iterations) && o.iterations >= 1)) throw new Error(`--iterations must be a positive integer, got ${o.iterations}`);
       if (!(o.minutes > 0)) throw new Error(`--minutes must be positive, got ${o.minutes}`);
-      const out = path.resolve(o.out);
+      const out = checkOutputPath(o.out, { flag: '--out', kind: 'dir' });
       const log = (s: string): void => console.log(s);
       const t0 = Date.now();
       const trainStore = path.join(out, 'proposals', 'train.store');

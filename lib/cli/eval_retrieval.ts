@@ -2,7 +2,8 @@
 import { Command, Option } from 'commander';
 import * as path from 'path';
 import { evalRetrieval, RetrievalResult } from '../train/eval_retrieval';
-import { positiveInt } from './options';
+import { pickDevice } from '../torch';
+import { deviceOption, positiveInt } from './options';
 
 export function formatRetrieval(r: RetrievalResult): string {
   const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
@@ -29,9 +30,9 @@ export function registerEvalRetrievalCommand(program: Command): void {
     .option('--k <n>', 'proposals per image per round', positiveInt('--k'), 8)
     .option('--seed <n>', 'seed of views and of the random network', (v) => Number(v), 0)
     .addOption(new Option('--bn <mode>', 'BatchNorm statistics: batch (training mode) or running').choices(['batch', 'running']).default('batch'))
-    .addOption(new Option('--device <d>', 'device').default('cpu'))
+    .option('--device <d>', 'where the networks run (auto, cpu, cuda, cuda:N)', deviceOption('--device'), 'cpu')
     .action(async (o: { checkpoint?: string; images: string; proposals: string; rounds: number; k: number; seed: number; bn: 'batch' | 'running'; device: string }) => {
-      const r = await evalRetrieval({ ...o, images: path.resolve(o.images), proposals: path.resolve(o.proposals), checkpoint: o.checkpoint && path.resolve(o.checkpoint) });
+      const r = await evalRetrieval({ ...o, device: pickDevice(o.device), images: path.resolve(o.images), proposals: path.resolve(o.proposals), checkpoint: o.checkpoint && path.resolve(o.checkpoint) });
       console.log(formatRetrieval(r));
     });
 }

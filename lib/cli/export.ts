@@ -7,6 +7,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Tensor, load, save } from '../torch';
 import { StateDict } from '../nn';
+import { checkOutputPath } from '../io/output_path';
+import { describeRemoved, removeStaleTemps, writeFileAtomic } from '../io/temp_files';
 import {
   Detectron2Arch, Detectron2Export, SoCoModel, SoCoNetwork, SoCoNetworkOptions, detectron2Pickle, detectron2Yaml, exportDetectron2,
 } from '../model';
@@ -56,21 +58,24 @@ export function writeDetectron2Export(model: SoCoModel | SoCoNetwork, out: strin
   const exp = exportDetectron2(model, o.arch);
   const format = o.format ?? (/\.pkl$/i.test(out) ? 'pkl' : 'pth');
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-  if (format === 'pkl') {
-    // Same atomic write as save(): a crash never leaves a truncated file under the final name.
-    const tmp = `${out}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, detectron2Pickle(exp.checkpoint));
-    fs.renameSync(tmp, out);
-  } else {
-    save(out, { ...exp.checkpoint });
-  }
+  // Atomic, as save() is: a crash never leaves a truncated file under the final name.
+  if (format === 'pkl') writeFileAtomic(out, detectron2Pickle(exp.checkpoint));
+  else save(out, { ...exp.checkpoint });
   const net = model instanceof SoCoModel ? model.online : model;
-  if (o.yaml) fs.writeFileSync(o.yaml, detectron2Yaml(exp.arch, path.resolve(out), net.options.depth));
+  if (o.yaml) writeFileAtomic(o.yaml, detectron2Yaml(exp.arch, path.resolve(out), net.options.depth));
   return { ...exp, weights: path.resolve(out), yaml: o.yaml ? path.resolve(o.yaml) : undefined };
 }
 
-/** Runs `fn` on the online network of a soco-train checkpoint, its detector part loaded. */
-function withCheckpointNetwork<T>(checkpoint: string, fn: (net: SoCoNetwork) => T): T {
+/**
+ * Runs `fn` on the online network of a soco-train checkpoint, its detector part loaded, once the
+ * output paths are known to be writable (an interrupted export's temporary files are removed, with
+ * a note to `log`).
+ */
+function withCheckpointNetwork<T>(checkpoint: string, o: { out: string; yaml?: string; log?: (m: string) => void }, fn: (net: SoCoNetwork) => T): T {
+  checkOutputPath(o.out, { flag: '--out', kind: 'file' });
+  if (o.yaml) checkOutputPath(o.yaml, { flag: '--config-out', kind: 'file' });
+  const note = describeRemoved(removeStaleTemps(path.dirname(path.resolve(o.out)), o.out));
+  if (note) o.log?.(note);
   if (!fs.existsSync(checkpoint)) throw new Error(`--checkpoint ${checkpoint}: no such file`);
   const ckpt = load(checkpoint);
   try {
@@ -88,14 +93,15 @@ function withCheckpointNetwork<T>(checkpoint: string, fn: (net: SoCoNetwork) => 
   }
 }
 
-/** Reads a soco-train checkpoint and exports its online network for Detectron2 (the `export` command). */
-export function exportCheckpoint(checkpoint: string, out: string, o: { arch?: Detectron2Arch; format?: 'pth' | 'pkl'; yaml?: string } = {}): ExportFileResult {
-  return withCheckpointNetwork(checkpoint, (net) => writeDetectron2Export(net, out, o));
+/** Reads a soco-train checkpoint and exports its online network for Detectron2 (the `export` command); notes go to `log`. */
+export function exportCheckpoint(checkpoint: string, out: string,
+  o: { arch?: Detectron2Arch; format?: 'pth' | 'pkl'; yaml?: string; log?: (m: string) => void } = {}): ExportFileResult {
+  return withCheckpointNetwork(checkpoint, { out, yaml: o.yaml, log: o.log }, (net) => writeDetectron2Export(net, out, o));
 }
 
 /** Reads a soco-train checkpoint and writes its feature extractor as TorchScript (`export --format torchscript`). */
 export function exportTorchScript(checkpoint: string, out: string): { file: string; outputs: string[] } {
-  return withCheckpointNetwork(checkpoint, (net) => saveTorchScript(net, out));
+  return withCheckpointNetwork(checkpoint, { out }, (net) => saveTorchScript(net, out));
 }
 
 function disposeAll(v: unknown): void {
@@ -141,7 +147,7 @@ export function registerExportCommand(program: Command): void {
         console.log(describeTorchScript(exportTorchScript(opts.checkpoint, opts.out)));
         return;
       }
-      const r = exportCheckpoint(opts.checkpoint, opts.out, { arch: opts.arch, format: opts.format, yaml: opts.configOut });
+      const r = exportCheckpoint(opts.checkpoint, opts.out, { arch: opts.arch, format: opts.format, yaml: opts.configOut, log: (m) => console.log(`export: ${m}`) });
       const n = Object.keys(r.checkpoint.model).length;
       const lines = [
         `wrote ${r.weights} (${n} tensors, Detectron2 ${r.arch === 'fpn' ? 'R-FPN' : 'R-C4'})`,

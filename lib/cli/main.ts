@@ -11,8 +11,7 @@ import { registerDemoCommand } from './demo';
 /** The whole program, every command registered (main() parses argv with it). */
 export function buildProgram(): Command {
   const program = new Command('soco-train')
-    .description('SoCo detector pretraining on LibTorch: proposals, views, training, export')
-    .showHelpAfterError();
+    .description('SoCo detector pretraining on LibTorch: proposals, views, training, export');
   registerProposalsCommands(program);
   registerViewsCommand(program);
   registerTrainCommands(program);
@@ -20,7 +19,14 @@ export function buildProgram(): Command {
   registerEvalRetrievalCommand(program);
   registerDemoCommand(program);
   registerExportCommand(program);
+  hintAfterErrors(program, 'soco-train');
   return program;
+}
+
+/** A usage error prints the error and where the help is, not the whole help (train's runs to 80 lines). */
+function hintAfterErrors(cmd: Command, name: string): void {
+  cmd.showHelpAfterError(`(run \`${name} --help\` for the usage)`);
+  for (const sub of cmd.commands) hintAfterErrors(sub, `${name} ${sub.name()}`);
 }
 
 export async function main(argv: string[]): Promise<void> {

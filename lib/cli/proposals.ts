@@ -6,8 +6,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { positiveInt } from './options';
+import { checkOutputPath } from '../io/output_path';
 import * as zlib from 'zlib';
-import { decodeImage, isImageDecodeError, readImageSize } from '../data/image';
+import { decodeImage, isImageDecodeError, readImageSize, setDecodeThreads } from '../data/image';
 import { imageOrderKey, listImageFiles } from '../data/image_files';
 import { Rng } from '../data/views_geometry';
 import {
@@ -446,8 +447,10 @@ export function registerProposalsCommands(program: Command): void {
     .option('--max-side <px>', 'downscale images whose longer side exceeds this (0 = never)', nonNegInt('--max-side'), 0)
     .option('--no-filter', 'keep every unique raw box (no ratio3size0308 filter)')
     .action(async (opts: GenerateOpts) => {
-      // the libuv pool runs decode and search; it must be sized before its first use
+      checkOutputPath(opts.out, { flag: '--out', kind: 'file' });
+      // the libuv pool runs the search (sized before its first use), the decode threads the decoding
       if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = String(Math.max(4, opts.workers));
+      setDecodeThreads(Math.max(4, opts.workers));
       const r = await generate(opts);
       if (r.interrupted) process.exitCode = 130;
     });
@@ -458,6 +461,7 @@ export function registerProposalsCommands(program: Command): void {
     .option('--basename', 'key by file name instead of the relative path (the authors\' keys)')
     .option('--skip-damaged', 'leave damaged records out (counted) instead of refusing the store')
     .action(async (opts: { store: string; json: string; basename?: boolean; skipDamaged?: boolean }) => {
+      checkOutputPath(opts.json, { flag: '--json', kind: 'file' });
       const store = openVerified(opts.store, { skipDamaged: opts.skipDamaged ?? false, skipFlag: '--skip-damaged', log: (m) => console.error(`proposals export: ${m}`) });
       try {
         const n = await writeAuthorsJson(store, opts.json, { basename: opts.basename });
@@ -476,6 +480,7 @@ export function registerProposalsCommands(program: Command): void {
     .requiredOption('--json <in>', "the authors' JSON")
     .requiredOption('--out <store>', 'new proposal store')
     .action(async (opts: { json: string; out: string }) => {
+      checkOutputPath(opts.out, { flag: '--out', kind: 'file' });
       const n = await importJson(opts.json, opts.out);
       console.log(`proposals import: ${n} images from ${opts.json}`);
       const store = ProposalStore.open(opts.out);
@@ -491,6 +496,7 @@ export function registerProposalsCommands(program: Command): void {
     .option('--seed <s>', 'random seed', nonNegInt('--seed'), 0)
     .option('--skip-damaged', 'leave damaged records out (counted) instead of refusing the store')
     .action(async (opts: { store: string; images: string; n: number; outDir: string; boxes: number; seed: number; skipDamaged?: boolean }) => {
+      checkOutputPath(opts.outDir, { flag: '--out-dir', kind: 'dir' });
       await show(opts);
     });
 }

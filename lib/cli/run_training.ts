@@ -37,6 +37,8 @@ export async function runTraining(trainer: SoCoTrainer, log: (s: string) => void
   process.on('SIGTERM', onSignal);
   trainer.on('log', (_r: MetricRecord, line: string) => say(line));
   trainer.on('warning', (m: string) => (trainer.isMain ? log(`warning: ${m}`) : console.error(`warning: ${m}`)));
+  trainer.on('data', (d: { images: number; itersPerEpoch: number; workers: number; prefetch: number }) =>
+    say(`data: ${d.images} images, ${d.itersPerEpoch} iterations per epoch; ${d.workers} images decoded at once (--workers), ${d.prefetch} batches prepared ahead`));
   trainer.on('resume', (e: { path: string; step: number }) => say(`resuming from ${e.path} at iteration ${e.step}`));
   trainer.on('checkpoint', (e: CheckpointEvent) => say(`checkpoint (${e.reason}) ${e.path} at iteration ${e.step}`));
   try {

@@ -11,6 +11,7 @@ import { CONFIG_FIELDS, PRESETS, TrainConfig, flagHelp, resolveConfig } from '..
 import { SoCoTrainer } from '../train/trainer';
 import { formatConfig, runTraining } from './run_training';
 import * as dist from '../distributed';
+import { checkOutputPath } from '../io/output_path';
 
 /** Adds one option per config key (no commander defaults: unset flags must not override the file). */
 export function addConfigFlags(cmd: Command): Command {
@@ -57,6 +58,8 @@ export function registerTrainCommands(program: Command): void {
   train.addHelpText('after', `\nPresets:\n${Object.entries(PRESETS).map(([k, p]) => `  ${k.padEnd(10)} ${p.help}`).join('\n')}\n`);
   train.action(async (opts: Record<string, unknown>) => {
     const resolved = resolveConfig({ presets: opts.preset as string | undefined, file: opts.config as string | undefined, overrides: overridesFromOptions(opts) });
+    // Before the launcher starts workers that would each find out.
+    checkOutputPath(resolved.config.out, { flag: '--out', kind: 'dir' });
     const launch = dist.launchOptionsFrom(opts);
     const worker = dist.isLaunchedWorker();
     const launching = launch !== null && !worker && launch.nprocPerNode * (launch.nnodes ?? 1) > 1;

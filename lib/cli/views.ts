@@ -6,8 +6,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
-import { positiveInt } from './options';
-import { Tensor, tensor, tidy } from '../torch';
+import { deviceOption, positiveInt } from './options';
+import { Tensor, pickDevice, tensor, tidy } from '../torch';
+import { checkOutputPath } from '../io/output_path';
 import { listImageFiles } from '../data/image_files';
 import { openProposals } from '../train/data_source';
 import { Batch, SoCoLoader, disposeBatch } from '../data/loader';
@@ -154,6 +155,8 @@ export interface ViewsOptions {
 
 /** Writes the sheets; returns their paths. */
 export async function writeViewSheets(o: ViewsOptions): Promise<string[]> {
+  checkOutputPath(o.out, { flag: '--out', kind: 'dir' });
+  const device = pickDevice(o.device);
   if (!fs.existsSync(o.images) || !fs.statSync(o.images).isDirectory()) throw new Error(`--images ${o.images}: not a directory`);
   if (!fs.existsSync(o.proposals)) throw new Error(`--proposals ${o.proposals}: no such file`);
   const files = listImageFiles(o.images);
@@ -165,7 +168,7 @@ export async function writeViewSheets(o: ViewsOptions): Promise<string[]> {
     const n = Math.min(o.n, files.length);
     const loader = new SoCoLoader({
       root: o.images, files, proposals: lookup, batchSize: Math.min(n, o.perSheet), seed: o.seed, dropLast: false,
-      device: o.device, geometry, prefetch: 1, maxBadFraction: 0.5,
+      device, geometry, prefetch: 1, maxBadFraction: 0.5,
     });
     fs.mkdirSync(o.out, { recursive: true });
     let shown = 0;
@@ -204,7 +207,7 @@ export function registerViewsCommand(program: Command): void {
     .option('--seed <s>', 'random seed', (v: string) => { const n = Number(v); if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('--seed must be a non-negative integer'); return n; }, 0)
     .option('--epoch <e>', 'epoch whose order and views are shown', (v: string) => { const n = Number(v); if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('--epoch must be a non-negative integer'); return n; }, 0)
     .addOption(new Option('--layout <name>', "views and boxes: the paper's or the authors' code's (their box pipeline)").choices(['paper', 'official']).default('paper'))
-    .option('--device <d>', 'where the augmentations run (cpu, cuda, cuda:N)', 'cpu')
+    .option('--device <d>', 'where the augmentations run (auto, cpu, cuda, cuda:N)', deviceOption('--device'), 'cpu')
     .action(async (opts: ViewsOptions) => {
       await writeViewSheets(opts);
     });

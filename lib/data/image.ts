@@ -1,5 +1,5 @@
 // Image decoding for the data loader (native/image.cc): JPEG, PNG and WebP to RGB uint8 HWC,
-// decoded on the libuv thread pool so several images decode in parallel off the event loop.
+// decoded on the addon's own threads, several images at once, off the event loop.
 // Output matches PIL's exif_transpose(Image.open(f)).convert('RGB') (bit-exact with Debian's
 // PIL on the same libjpeg-turbo) and, with width/height, PIL's resize(BILINEAR) (antialiased).
 import { native } from '../torch/native';
@@ -59,4 +59,17 @@ export async function decodeImage(source: string | Uint8Array, opts?: DecodeOpti
 /** Reads only the header: the size in display orientation (EXIF applied) and the format. */
 export async function readImageSize(source: string | Uint8Array, opts?: Pick<DecodeOptions, 'name'>): Promise<ImageSize> {
   return native.decodeImage(source, opts, true) as Promise<ImageSize>;
+}
+
+/**
+ * Sets how many images this process decodes at once (the addon's decode threads, 4 at start;
+ * `train --workers N`), whatever libuv's UV_THREADPOOL_SIZE is. Takes effect for the decodes that
+ * start next. Returns the count.
+ */
+export function setDecodeThreads(n: number): number {
+  return native.decodeThreads(n) as number;
+}
+
+export function decodeThreads(): number {
+  return native.decodeThreads() as number;
 }

@@ -14,7 +14,7 @@
 // list of files. Images without proposals use the whole-image fallback (counted).
 import * as path from 'path';
 import { Tensor, cuda, keep, tensor, tidy } from '../torch';
-import { DecodedImage, decodeImage } from './image';
+import { DecodedImage, decodeImage, setDecodeThreads } from './image';
 import { ProposalRecord, RecordStatus } from './proposal_store';
 import { SampleAugment, ViewAugmentation, augment, byolAugmentation, sampleAugment } from './augment';
 import { Box, GeometryOptions, ImageViews, PAPER_GEOMETRY, Rng, mixSeed, randomBoxes, sampleViews, viewLayout } from './views_geometry';
@@ -44,6 +44,9 @@ export interface LoaderOptions {
   dropLast?: boolean;
   /** Batches prepared ahead on the host (default 2). */
   prefetch?: number;
+  /** Images decoded at once: sets the process's decode threads (lib/data/image.ts
+   * setDecodeThreads). Default: leave them as they are (4 unless set). */
+  workers?: number;
   /** Training device: 'cpu', 'cuda', 'cuda:N' (default 'cpu'). */
   device?: string;
   geometry?: GeometryOptions;
@@ -146,7 +149,7 @@ function hashKey(key: string): number {
 }
 
 export class SoCoLoader {
-  readonly options: Required<Omit<LoaderOptions, 'log'>> & { log: (m: string) => void };
+  readonly options: Required<Omit<LoaderOptions, 'log' | 'workers'>> & { log: (m: string) => void };
   readonly stats: LoaderStats = { unreadable: new Map(), missingProposals: 0, fallbacks: 0, images: 0 };
   private readonly pin: boolean;
 
@@ -176,6 +179,10 @@ export class SoCoLoader {
     if (!(maxBadFraction >= 0 && maxBadFraction < 1)) throw new LoaderError(`loader: maxBadFraction must be in [0, 1), got ${maxBadFraction}`);
     if (augmentations.length !== nviews)
       throw new LoaderError(`loader: ${augmentations.length} augmentations for ${nviews} views (${geometry.arch}${geometry.socoStar ? ', SoCo*' : ''})`);
+    if (o.workers !== undefined) {
+      if (!(Number.isInteger(o.workers) && o.workers >= 1 && o.workers <= 1024)) throw new LoaderError(`loader: workers must be an integer in [1, 1024], got ${o.workers}`);
+      setDecodeThreads(o.workers);
+    }
     if (this.perRank() < batchSize && this.options.dropLast)
       throw new LoaderError(`loader: ${files.length} images over ${worldSize} rank(s) give ${this.perRank()} per rank, fewer than batchSize ${batchSize}`);
     this.pin = this.options.device.startsWith('cuda') && cuda.isAvailable();

@@ -11,6 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { native } from '../torch/native';
+import { tempPathFor } from '../io/temp_files';
 import { BatchNorm, Module, Sequential } from '../nn';
 import { ConvNorm } from './conv_norm';
 import { FPN } from './fpn';
@@ -151,7 +152,7 @@ export function featureNames(model: SoCoModel | SoCoNetwork): string[] {
 export function saveTorchScript(model: SoCoModel | SoCoNetwork, file: string): { file: string; outputs: string[] } {
   const out = path.resolve(file);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  const tmp = `${out}.${process.pid}.tmp`;
+  const tmp = tempPathFor(out);  // named so that the next export removes it if this one is killed
   try {
     native.saveTorchScript(tmp, featureExtractorSpec(model));
     fs.renameSync(tmp, out);

@@ -48,3 +48,7 @@ export function checkDevice(d: Device): Device {
   if (!/^(cpu|cuda(:\d+)?)$/.test(d)) throw new TypeError(`device must be 'cpu', 'cuda' or 'cuda:N', got '${d}'`);
   return d;
 }
+
+/** What a --device flag accepts: a device, or 'auto' (CUDA when available). Resolved by pickDevice. */
+export function isDeviceChoice(s: string): boolean { return s === 'auto' || /^(cpu|cuda(:\d+)?)$/.test(s); }
+export const DEVICE_CHOICES = 'auto, cpu, cuda or cuda:N';

@@ -1,6 +1,7 @@
 // lib/torch: the typed facade of the addon and the only module that imports it.
 import { native } from './native';
 import { Generator, Tensor, cudaDeviceCount } from './tensor';
+import { DEVICE_CHOICES, isDeviceChoice } from './dtype';
 
 export * from './dtype';
 export { Tensor, TorchError, Generator, cat, stack, where, resolveDevice } from './tensor';
@@ -35,6 +36,21 @@ export const cuda = {
   /** Waits for all work queued on the device (default: the current one). */
   synchronize: (index?: number): void => { native.cudaSynchronize(index); },
 };
+
+/**
+ * The device a --device flag asks for, on this machine: 'auto' is CUDA when available, else the
+ * CPU; 'cuda' and 'cuda:N' must exist. The one parser of every command's --device; errors name `flag`.
+ */
+export function pickDevice(choice: string, flag = '--device'): string {
+  if (!isDeviceChoice(choice)) throw new Error(`${flag} ${choice}: expected ${DEVICE_CHOICES}`);
+  const n = cudaDeviceCount();
+  if (choice === 'auto') return n > 0 ? 'cuda' : 'cpu';
+  const index = choice === 'cpu' ? -1 : choice === 'cuda' ? 0 : Number(choice.slice(5));
+  if (index >= n)
+    throw new Error(`${flag} ${choice}: ${n === 0 ? `no CUDA device here (${version.cuda ? 'none is visible' : 'this LibTorch was built without CUDA'})`
+      : `this machine has ${n} CUDA device(s), cuda:0 to cuda:${n - 1}`}; use --device cpu or auto`);
+  return choice;
+}
 
 export type BackendFlag = 'allowTF32CuBLAS' | 'allowTF32CuDNN' | 'deterministicAlgorithms' | 'cudnnBenchmark' | 'cudnnDeterministic';
 

@@ -11,8 +11,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
-import { randomBytes } from 'crypto';
 import { native } from './native';
+import { syncDir, tempPathFor } from '../io/temp_files';
 import { DType, TypedArray, checkDevice, isFloating } from './dtype';
 import { Tensor, op, w } from './tensor';
 import { empty, tensor } from './functional';
@@ -495,7 +495,7 @@ export function save(file: string, obj: Saveable, opts: SaveOptions = {}): void 
   // Write through a symlink to its target, as an in-place write would.
   try { target = fs.realpathSync(target); } catch { /* does not exist yet */ }
   const dir = path.dirname(target);
-  const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempPathFor(target);
   let fd = -1;
   try {
     fd = fs.openSync(tmp, 'wx', 0o666);
@@ -519,12 +519,7 @@ export function save(file: string, obj: Saveable, opts: SaveOptions = {}): void 
     try { fs.unlinkSync(tmp); } catch { /* never created */ }
     throw new SerializationError(`save('${file}'): ${(e as Error).message}`, { cause: e });
   }
-  // Make the rename itself durable. Some file systems cannot fsync a directory; the file is
-  // complete and in place either way, so that is not an error.
-  try {
-    const dfd = fs.openSync(dir, 'r');
-    try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
-  } catch { /* see above */ }
+  syncDir(dir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,8 +14,14 @@ export class TorchError extends Error {
 }
 native.setErrorClass(TorchError);
 
+const exposed: [string, string][] = [];
+
+/** Every operator the facade calls (name, overload): what test/op_property.test.ts fuzzes. */
+export function exposedOps(): readonly (readonly [string, string])[] { return exposed; }
+
 /** Resolves an operator once; torchvision's ops resolve on first use (after their library loads). */
 export function op(name: string, overload = ''): () => number {
+  exposed.push([name, overload]);
   let index = -1;
   return () => (index >= 0 ? index : (index = native.op(name, overload)));
 }

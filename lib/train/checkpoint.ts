@@ -4,6 +4,7 @@
 // full disk at any moment leaves the previous checkpoint intact and last.pth never half-written.
 import * as fs from 'fs';
 import * as path from 'path';
+import { syncDir, tempPathFor } from '../io/temp_files';
 
 export const LAST = 'last.pth';
 const NUMBERED = /^checkpoint-(\d+)\.pth$/;
@@ -40,8 +41,7 @@ export class CheckpointSaver {
     fs.mkdirSync(this.dir, { recursive: true });
     const file = this.pathFor(step);
     write(file);
-    const tmp = path.join(this.dir, `.${LAST}.${process.pid}.tmp`);
-    fs.rmSync(tmp, { force: true });
+    const tmp = tempPathFor(this.lastPath);
     try {
       fs.linkSync(file, tmp);
     } catch {
@@ -49,23 +49,10 @@ export class CheckpointSaver {
       fs.copyFileSync(file, tmp);
     }
     fs.renameSync(tmp, this.lastPath);
-    fsyncDir(this.dir);
+    syncDir(this.dir);
     const all = this.list();
     for (const old of all.slice(0, Math.max(0, all.length - this.keep))) if (old.path !== file) fs.rmSync(old.path, { force: true });
     return { path: file, step };
-  }
-}
-
-function fsyncDir(dir: string): void {
-  // Makes the rename durable; not every platform can open a directory.
-  let fd = -1;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    /* best effort */
-  } finally {
-    if (fd >= 0) fs.closeSync(fd);
   }
 }
 
@@ -79,20 +66,4 @@ export function checkFreeSpace(dir: string, bytes: number): number {
   if (free < bytes)
     throw new Error(`output folder ${dir}: ${(free / 2 ** 30).toFixed(2)} GiB free, a checkpoint needs about ${(bytes / 2 ** 30).toFixed(2)} GiB: free some space or choose another --out`);
   return free;
-}
-
-/** Fails early, naming the folder, when it cannot be created or written. */
-export function checkWritableDir(dir: string, what = 'output folder'): void {
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw new Error(`${what} ${dir} cannot be created (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): choose another --out`);
-  }
-  const probe = path.join(dir, `.write-test-${process.pid}`);
-  try {
-    fs.writeFileSync(probe, 'x');
-    fs.rmSync(probe);
-  } catch (e) {
-    throw new Error(`${what} ${dir} is not writable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): choose another --out or fix its permissions`);
-  }
 }

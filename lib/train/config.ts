@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parse as parseYamlText } from 'yaml';
 import type { SoCoNetworkOptions } from '../model/encoder';
+import { DEVICE_CHOICES, isDeviceChoice } from '../torch/dtype';
 
 export type ProposalSource = 'selective-search' | 'random' | 'whole-image';
 export type Precision = 'auto' | 'fp32' | 'bf16' | 'fp16';
@@ -22,11 +23,12 @@ export interface TrainConfig extends SoCoNetworkOptions {
   skipDamagedProposals: boolean;
   /** Output folder: checkpoints, metrics.jsonl, TensorBoard events (tb/), config.json, Detectron2 export. */
   out: string;
-  device: 'auto' | 'cpu' | 'cuda';
+  /** auto (CUDA when available), cpu, cuda or cuda:N. */
+  device: string;
   /** auto = bf16 autocast on CUDA, fp32 on CPU. */
   precision: Precision;
   seed: number;
-  /** Decode threads of the loader. */
+  /** Images the loader decodes at once (decode threads). */
   workers: number;
   /** Batches prepared ahead of the training step. */
   prefetch: number;
@@ -108,7 +110,7 @@ export function networkOptions(c: TrainConfig): Partial<SoCoNetworkOptions> {
   };
 }
 
-type Kind = 'string' | 'int' | 'number' | 'bool' | 'pair' | 'triple' | readonly string[] | readonly number[];
+type Kind = 'string' | 'device' | 'int' | 'number' | 'bool' | 'pair' | 'triple' | readonly string[] | readonly number[];
 interface Field { kind: Kind; help: string; min?: number; max?: number }
 
 /** Paper defaults (RECIPE.md). */
@@ -129,10 +131,10 @@ export const CONFIG_FIELDS: { readonly [K in keyof TrainConfig]: Field } = {
   proposals: { kind: 'string', help: 'proposal store for those images (soco-train proposals)' },
   skipDamagedProposals: { kind: 'bool', help: 'train on a damaged proposal store: damaged records count as absent (whole-image boxes) instead of refusing it' },
   out: { kind: 'string', help: 'output folder' },
-  device: { kind: ['auto', 'cpu', 'cuda'], help: 'training device' },
+  device: { kind: 'device', help: 'training device (one process; a job puts each process on its own GPU)' },
   precision: { kind: ['auto', 'fp32', 'bf16', 'fp16'], help: 'auto: bf16 autocast on CUDA, fp32 on CPU' },
   seed: { kind: 'int', min: 0, help: 'random seed' },
-  workers: { kind: 'int', min: 0, help: 'decode threads' },
+  workers: { kind: 'int', min: 1, max: 1024, help: 'images decoded at once (decode threads)' },
   prefetch: { kind: 'int', min: 1, help: 'batches prepared ahead' },
   logEvery: { kind: 'int', min: 1, help: 'log every N iterations' },
   checkpointEvery: { kind: 'int', min: 0, help: 'checkpoint every N iterations (0: none besides epoch ends and the end)' },
@@ -217,7 +219,7 @@ export const flagName = (k: keyof TrainConfig): string => `--${kebab(k)}`;
 
 function describeKind(kind: Kind): string {
   if (Array.isArray(kind)) return `one of ${kind.join(', ')}`;
-  return ({ string: 'a string', int: 'an integer', number: 'a number', bool: 'true or false', pair: 'two numbers', triple: 'three numbers' } as Record<string, string>)[kind as string];
+  return ({ string: 'a string', device: DEVICE_CHOICES, int: 'an integer', number: 'a number', bool: 'true or false', pair: 'two numbers', triple: 'three numbers' } as Record<string, string>)[kind as string];
 }
 
 /**
@@ -245,6 +247,9 @@ export function coerce<K extends keyof TrainConfig>(key: K, value: unknown, wher
     out = v;
   } else if (f.kind === 'string') {
     if (typeof value !== 'string') bad();
+    out = value;
+  } else if (f.kind === 'device') {
+    if (typeof value !== 'string' || !isDeviceChoice(value)) bad();
     out = value;
   } else if (f.kind === 'int' || f.kind === 'number') {
     const n = num(value);
@@ -393,7 +398,7 @@ export function flagHelp(): { flag: string; arg: string; help: string }[] {
   return (Object.keys(CONFIG_FIELDS) as (keyof TrainConfig)[]).map((k) => {
     const f = CONFIG_FIELDS[k];
     const d = DEFAULT_CONFIG[k];
-    const arg = f.kind === 'bool' ? '[bool]' : Array.isArray(f.kind) ? `<${f.kind.join('|')}>` : `<${f.kind}>`;
+    const arg = f.kind === 'bool' ? '[bool]' : f.kind === 'device' ? '<auto|cpu|cuda|cuda:N>' : Array.isArray(f.kind) ? `<${f.kind.join('|')}>` : `<${f.kind}>`;
     return { flag: flagName(k), arg, help: `${f.help} (default ${Array.isArray(d) ? d.map((x) => +x.toFixed(4)).join(',') : JSON.stringify(d)})` };
   });
 }

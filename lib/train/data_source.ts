@@ -149,6 +149,7 @@ export async function createBatchSource(c: TrainConfig, device: string, log: (m:
   }
   const loader = new SoCoLoader({
     root, files, proposals: lookup, randomBoxes: c.proposalSource === 'random', batchSize: c.batchSize / shard.worldSize, seed: c.seed, prefetch: c.prefetch, device,
+    workers: c.workers,
     rank: shard.rank, worldSize: shard.worldSize,
     geometry: geometryOptions(c), log,
   });

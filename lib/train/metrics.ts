@@ -2,6 +2,7 @@
 // report, throughput/ETA bookkeeping and the collapse monitor.
 import * as fs from 'fs';
 import * as path from 'path';
+import { writeFileAtomic } from '../io/temp_files';
 
 export interface MetricRecord {
   /** Iterations completed (1-based: the record after the first step has iter 1). */
@@ -64,9 +65,7 @@ export class MetricsWriter {
     this.file = path.join(outDir, METRICS_FILE);
     if (resumeStep > 0 && fs.existsSync(this.file)) {
       const kept = readMetrics(this.file).filter((r) => r.iter <= resumeStep);
-      const tmp = `${this.file}.tmp`;
-      fs.writeFileSync(tmp, kept.map((r) => JSON.stringify(r) + '\n').join(''));
-      fs.renameSync(tmp, this.file);
+      writeFileAtomic(this.file, kept.map((r) => JSON.stringify(r) + '\n').join(''));
     } else if (resumeStep === 0 && fs.existsSync(this.file)) {
       fs.rmSync(this.file);
     }

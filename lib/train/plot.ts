@@ -4,6 +4,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import { MetricRecord, readMetrics, METRICS_FILE } from './metrics';
+import { checkOutputPath } from '../io/output_path';
+import { writeFileAtomic } from '../io/temp_files';
 
 type RGB = [number, number, number];
 
@@ -185,6 +187,7 @@ export interface PlotFiles { loss: string; lr: string; tau: string; throughput: 
 
 /** Draws OUT/plots/{loss,lr,tau,throughput,embedding_std}.png from OUT/metrics.jsonl. */
 export function plotRun(runDir: string, outDir = path.join(runDir, 'plots')): PlotFiles {
+  checkOutputPath(outDir, { flag: '--out', kind: 'dir' });
   const recs: MetricRecord[] = readMetrics(path.join(runDir, METRICS_FILE));
   if (recs.length === 0) throw new Error(`${path.join(runDir, METRICS_FILE)} has no records yet (logged every --log-every iterations)`);
   fs.mkdirSync(outDir, { recursive: true });
@@ -203,10 +206,6 @@ export function plotRun(runDir: string, outDir = path.join(runDir, 'plots')): Pl
     [files.throughput, lineChart('images/s', [{ label: 'images/s', color: COLORS[0], points: pts((r) => r.imagesPerSec) }], { xLabel: 'iteration' })],
     [files.embeddingStd, lineChart('embedding std', [{ label: 'std', color: COLORS[0], points: pts((r) => r.embeddingStd) }], { xLabel: 'iteration' })],
   ];
-  for (const [f, cv] of charts) {
-    const tmp = `${f}.tmp`;
-    fs.writeFileSync(tmp, encodePNG(cv));
-    fs.renameSync(tmp, f);
-  }
+  for (const [f, cv] of charts) writeFileAtomic(f, encodePNG(cv));
   return files;
 }

@@ -24,7 +24,9 @@ import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources, networkOptio
 import { lrAt, tauAt, scaledLr, LrSchedule, checkLrSchedule } from './schedules';
 import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, peakResidentMiB, residentMiB } from './metrics';
 import { TensorBoardWriter } from './tensorboard';
-import { CheckpointSaver, checkFreeSpace, checkWritableDir, LAST } from './checkpoint';
+import { CheckpointSaver, checkFreeSpace, LAST } from './checkpoint';
+import { checkOutputPath } from '../io/output_path';
+import { describeRemoved, removeStaleTemps } from '../io/temp_files';
 import { GradientSync, NonFiniteLossError, StepPrecision, trainStep } from './step';
 import { LossScaleState, autocastDtype, initialLossScale, updateLossScale } from './amp';
 import { BatchSource, createBatchSource, Shard } from './data_source';
@@ -121,6 +123,7 @@ export class SoCoTrainer extends EventEmitter {
   /** Checks that need no model: folders, proposal store, device, resume target. Throws naming the problem. */
   preflight(): { resumeFrom: string | null } {
     const c = this.config;
+    checkOutputPath(c.out, { flag: '--out', kind: 'dir' });
     if (!c.images) throw new Error('--images is required: the folder of training images');
     const images = path.resolve(c.images);
     if (!fs.existsSync(images)) throw new Error(`--images ${c.images}: no such folder`);
@@ -129,8 +132,7 @@ export class SoCoTrainer extends EventEmitter {
       if (!c.proposals) throw new Error('--proposals is required with proposalSource selective-search (make one with `soco-train proposals generate`)');
       if (!fs.existsSync(c.proposals)) throw new Error(`--proposals ${c.proposals}: no such file (make it with \`soco-train proposals generate --images ${c.images} --out ${c.proposals}\`)`);
     }
-    checkWritableDir(this.outDir);
-    this.device = resolveDevice(c.device);
+    this.device = torch.pickDevice(c.device);
     const dtype = autocastDtype(c.precision, this.device);
     this.precision = dtype ? { deviceType: this.device.startsWith('cuda') ? 'cuda' : 'cpu', dtype } : undefined;
     this.lossScale = dtype === 'float16' ? initialLossScale() : null;
@@ -146,6 +148,7 @@ export class SoCoTrainer extends EventEmitter {
       if (!fs.existsSync(c.resume)) throw new Error(`--resume ${c.resume}: no such checkpoint`);
       resumeFrom = path.resolve(c.resume);
     }
+    fs.mkdirSync(this.outDir, { recursive: true });  // once every check passed: a refused run leaves nothing behind
     // The last check: rank 0 by the launcher's environment, so a second run is refused before it joins a job.
     if (!this.outLock && (readDistEnv()?.rank ?? 0) === 0)
       this.outLock = acquireLock(path.join(this.outDir, OUT_LOCK), { what: `--out ${c.out}`, command: 'train', log: (m) => this.emit('warning', m) });
@@ -181,6 +184,10 @@ export class SoCoTrainer extends EventEmitter {
     if (!ctx) return;
     this.ctx = ctx;
     this.place = { rank: ctx.rank, worldSize: ctx.worldSize };
+    if (/^cuda:\d+$/.test(this.config.device) && ctx.worldSize > 1) {
+      this.leaveJob();
+      throw new Error(`--device ${this.config.device} names one GPU, but each of the job's ${ctx.worldSize} processes trains on the GPU of its local rank: use --device cuda`);
+    }
     if (ctx.backend === 'nccl') this.device = ctx.device;
     else if (this.device !== 'cpu') {
       this.leaveJob();
@@ -202,6 +209,7 @@ export class SoCoTrainer extends EventEmitter {
     torch.manualSeed(c.seed);
     this.data = await this.hooks.createBatchSource(c, this.device, (m) => this.emit('warning', m), { rank: this.rank, worldSize: this.worldSize });
     const ipe = this.data.itersPerEpoch;
+    this.emit('data', { images: this.data.numImages, itersPerEpoch: ipe, workers: c.workers, prefetch: c.prefetch });
     if (ipe < 1) throw new Error(`--batch-size ${c.batchSize} is larger than the data set (${this.data.numImages} images${this.worldSize > 1 ? `, ${Math.floor(this.data.numImages / this.worldSize)} per process` : ''}): lower it`);
     this.totalIters = c.maxIters > 0 ? c.maxIters : c.epochs * ipe;
     this.schedule = {
@@ -223,7 +231,12 @@ export class SoCoTrainer extends EventEmitter {
     // A checkpoint holds online + target + momentum: about 3x the online weights, plus a second
     // copy while last.pth switches.
     const bytes = model.parameters().reduce((s, p) => s + p.numel * 4, 0) * 2.2;
-    if (this.isMain) checkFreeSpace(this.outDir, bytes);
+    if (this.isMain) {
+      // Left by a writer killed mid-write (kill -9, power loss): tens of MB each, never read.
+      const note = describeRemoved(removeStaleTemps(this.outDir));
+      if (note) this.emit('warning', `${this.outDir}: ${note}`);
+      checkFreeSpace(this.outDir, bytes);
+    }
     if (resumeFrom) this.restore(resumeFrom);
     if (ctx) {
       await this.agreeOnStart(ctx, resumeFrom);
@@ -300,7 +313,7 @@ export class SoCoTrainer extends EventEmitter {
     try {
       st = this.hooks.io.load(file);
     } catch (e) {
-      throw new Error(`cannot read checkpoint ${file}: ${(e as Error).message}`);
+      throw new Error(`cannot read checkpoint ${file}: ${(e as Error).message}. ${this.intactFallback(file)}`);
     }
     if (st.format !== 'soco-train checkpoint 1') throw new Error(`${file} is not a soco-train training checkpoint (format ${JSON.stringify(st.format)})`);
     const saved = JSON.parse(String(st.config)) as TrainConfig;
@@ -325,6 +338,28 @@ export class SoCoTrainer extends EventEmitter {
     this.lastCheckpoint = file;
     disposeDeep(st);
     this.emit('resume', { path: file, step: this.step });
+  }
+
+  /** Where to resume from when `bad` cannot be read: the newest numbered checkpoint that loads. */
+  private intactFallback(bad: string): string {
+    const same = (a: string, b: string): boolean => {
+      try {
+        const x = fs.statSync(a), y = fs.statSync(b);
+        return x.ino === y.ino && x.dev === y.dev;
+      } catch {
+        return false;
+      }
+    };
+    for (const c of this.saver.list().reverse()) {
+      if (same(c.path, bad)) continue;  // last.pth is a hard link to the newest numbered file
+      try {
+        disposeDeep(this.hooks.io.load(c.path));
+        return `The newest intact checkpoint is ${c.path} (iteration ${c.step}): continue from it with --resume ${c.path}`;
+      } catch {
+        /* damaged too: try an older one */
+      }
+    }
+    return `${this.outDir} holds no other intact checkpoint: remove ${bad} to start over, or choose another --out`;
   }
 
   /** lr and tau used by iteration `it` (0-based). tau is applied after that iteration's update. */
@@ -404,7 +439,6 @@ export class SoCoTrainer extends EventEmitter {
         const it = data.epoch(epoch, this.step % ipe);
         try {
           while (this.step < this.totalIters) {
-            if ((stopping = await this.agreeStop())) break;
             const t0 = performance.now();
             const next = await it.next();
             const waited = (performance.now() - t0) / 1000;
@@ -413,6 +447,14 @@ export class SoCoTrainer extends EventEmitter {
               throw new Error(`the loader ended epoch ${epoch} after ${this.step % ipe} of ${ipe} batches`);
             }
             const batch = next.value;
+            // A signal that came during the last step or the wait is handled now, before the next
+            // step starts: one turn of the event loop runs its handler (a prefetched batch
+            // arrives without one, and the step itself is synchronous).
+            await new Promise<void>((r) => setImmediate(r));
+            if ((stopping = await this.agreeStop())) {
+              batch.dispose();
+              break;
+            }
             const { lr, tau } = this.scheduleAt(this.step);
             const logNow = (this.step + 1) % c.logEvery === 0 || this.step + 1 === this.totalIters;
             let r;
@@ -504,12 +546,6 @@ function isResolved(x: unknown): x is ResolvedConfig {
 }
 function isSources(x: unknown): x is ConfigSources {
   return typeof x === 'object' && x !== null && ('presets' in x || 'file' in x || 'overrides' in x);
-}
-
-function resolveDevice(d: TrainConfig['device']): string {
-  if (d === 'cuda' && !torch.cuda.isAvailable()) throw new Error('--device cuda: no CUDA device (or this LibTorch build has no CUDA); use --device cpu');
-  if (d === 'auto') return torch.cuda.isAvailable() ? 'cuda' : 'cpu';
-  return d;
 }
 
 function disposeDeep(v: unknown): void {
