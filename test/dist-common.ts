@@ -56,12 +56,20 @@ export interface RunOptions {
   onLine?: (line: string, child: ChildProcess) => void;
 }
 
+const running = new Set<ChildProcess>();
+
+/** Kills what soco() started and is still running (a failed test must not leave a job behind). */
+export function killLeftovers(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
 /** Runs `node bin/soco-train.js <args>` as a user does; resolves when it has exited. */
 export function soco(args: string[], o: RunOptions = {}): Promise<Run> {
   return new Promise((resolve) => {
     const [cmd, ...pre] = [...(o.prefix ?? []), process.execPath, BIN, ...args];
     const t0 = Date.now();
     const child = spawn(cmd, pre, { cwd: ROOT, env: o.env ?? shellEnv() });
+    running.add(child);
     const out = { stdout: '', stderr: '' };
     for (const which of ['stdout', 'stderr'] as const) {
       let pending = '';
@@ -73,7 +81,10 @@ export function soco(args: string[], o: RunOptions = {}): Promise<Run> {
         for (const l of lines) o.onLine?.(l, child);
       });
     }
-    child.on('close', (code, signal) => resolve({ code, signal, ...out, pid: child.pid ?? 0, ms: Date.now() - t0 }));
+    child.on('close', (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal, ...out, pid: child.pid ?? 0, ms: Date.now() - t0 });
+    });
   });
 }
 

@@ -15,7 +15,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { HOSTNAME, Host, HostPair, unavailable } from './dist-hosts';
-import { Run, assertSameTraining, makeStore, shellEnv, show, soco, TRAIN, trainArgs } from './dist-common';
+import { Run, assertSameTraining, killLeftovers, makeStore, shellEnv, show, soco, TRAIN, trainArgs } from './dist-common';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -43,6 +43,7 @@ describe('two machines (network namespaces 10.77.0.1 / 10.77.0.2, one hostname t
     await makeStore(TRAIN, store);
   });
   after(() => {
+    killLeftovers();
     hosts?.destroy();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { readMetrics } from '../lib/train/metrics';
-import { assertSameTraining, makeStore, show, soco, trainArgs, TRAIN, workerPid } from './dist-common';
+import { assertSameTraining, killLeftovers, makeStore, show, soco, trainArgs, TRAIN, workerPid } from './dist-common';
 
 describe('soco-train train --nproc-per-node 2 (CPU, Gloo)', function () {
   this.timeout(300000);
@@ -25,7 +25,10 @@ describe('soco-train train --nproc-per-node 2 (CPU, Gloo)', function () {
     store = path.join(dir, 'train.store');
     await makeStore(TRAIN, store);
   });
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  after(() => {
+    killLeftovers();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 
   it('2 processes x global batch 8 = 1 process x batch 8: same loss at every iteration, same final weights (1e-5), SyncBN on', async () => {
     const one = path.join(dir, 'one');
