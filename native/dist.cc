@@ -294,10 +294,11 @@ c10::intrusive_ptr<c10d::Work> Launch(Group& g, const std::string& what, Fn&& fn
 
 // ---- store and groups ----
 
-// createStore(host, port, worldSize, isServer, timeoutMs) -> Promise<store>. Rank 0 hosts the
-// store; the others connect with retries. worldSize > 0: the server resolves once that many ranks
-// have connected; 0: at once (the caller runs its own rendezvous on the store). timeoutMs also
-// bounds every later store operation.
+// createStore(host, port, worldSize, isServer, timeoutMs, prefix) -> Promise<store>. Rank 0 hosts
+// the store; the others connect with retries. worldSize > 0: the server resolves once that many
+// ranks have connected; 0: at once (the caller runs its own rendezvous on the store). timeoutMs is
+// also the default wait of get(). prefix: every key lives under it (a store shared with others,
+// e.g. torchrun's agent store); "" for none.
 Napi::Value CreateStore(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "dist.createStore";
@@ -307,7 +308,9 @@ Napi::Value CreateStore(const Napi::CallbackInfo& info) {
   if (!info[3].IsBoolean()) ThrowTorchError(env, op, "isServer must be a boolean");
   bool server = info[3].As<Napi::Boolean>();
   Ms timeout = TimeoutArg(env, info[4], op);
+  std::string prefix = info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "";
   auto out = std::make_shared<c10::intrusive_ptr<c10d::Store>>();
+  auto actual = std::make_shared<int>(port);
   return Task::Start(
       env, op,
       [=] {
@@ -318,7 +321,12 @@ Napi::Value CreateStore(const Napi::CallbackInfo& info) {
         o.waitWorkers = world > 0;  // every rank counts itself in; the server returns once all have
         o.timeout = timeout;
         try {
-          *out = c10::make_intrusive<c10d::TCPStore>(host, o);
+          auto tcp = c10::make_intrusive<c10d::TCPStore>(host, o);
+          *actual = tcp->getPort();
+          if (prefix.empty())
+            *out = tcp;
+          else
+            *out = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
         } catch (const std::exception&) {
           std::string m = Describe(std::current_exception());
           if (server && m.find("Address already in use") != std::string::npos)
@@ -333,11 +341,7 @@ Napi::Value CreateStore(const Napi::CallbackInfo& info) {
                            std::to_string(timeout.count()) + " ms: " + m);
         }
       },
-      [=](Napi::Env env) {
-        int actual = port;
-        if (auto* tcp = dynamic_cast<c10d::TCPStore*>(out->get())) actual = tcp->getPort();
-        return Wrap(env, new StoreBox{*out, host, actual}, kStoreTag);
-      });
+      [=](Napi::Env env) { return Wrap(env, new StoreBox{*out, host, *actual}, kStoreTag); });
 }
 
 Napi::Value StorePort(const Napi::CallbackInfo& info) {

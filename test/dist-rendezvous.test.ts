@@ -1,12 +1,14 @@
 // The rendezvous on one machine (127.0.0.1; two machines are in dist-netns.test.ts): what each rank
-// checks in the others' layout and addresses, the messages of its failures, and through the real
-// CLI a duplicate --node-rank, SIGTERM to a worker that torchrun would have started, and a launcher
-// killed with SIGKILL while its workers wait (they die with it).
+// checks in the others' layout and addresses, the messages of its failures, workers on the store
+// torchrun's agent hosts, and through the real CLI a duplicate --node-rank, SIGTERM to a worker that
+// torchrun would have started, and a launcher killed with SIGKILL while its workers wait (they die
+// with it).
 import { strict as assert } from 'assert';
+import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { freePort } from '../lib/distributed';
+import { TCPStore, freePort } from '../lib/distributed';
 import { bindingFor, explainConnectError, routeTo } from '../lib/distributed/address';
 import { Member, checkMembers, missingMessage } from '../lib/distributed/rendezvous';
 import { childrenOf, killLeftovers, makeStore, shellEnv, show, soco, TRAIN, trainArgs } from './dist-common';
@@ -87,6 +89,23 @@ describe('dist: rendezvous through the CLI on one machine', function () {
   const nodeArgs = (port: number, nnodes: number, rank: number, nproc = 1): string[] =>
     [...trainArgs(store, path.join(dir, `job-${port}`), 12, 2), '--nproc-per-node', String(nproc), '--nnodes', String(nnodes), '--node-rank', String(rank),
       '--master-addr', '127.0.0.1', '--master-port', String(port)];
+
+  it("torchrun's agent store: rank 0 joins the store that torchrun hosts on MASTER_PORT, keys under the attempt's prefix", async () => {
+    // What torchrun's agent on node 0 does before it starts the workers.
+    const agent = await TCPStore.create({ host: '127.0.0.1', port: 0, isServer: true, timeoutMs: 30000 });
+    const out = fs.mkdtempSync(path.join(dir, 'agent-'));
+    const runs = await Promise.all([0, 1].map((rank) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const env = shellEnv({ RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(agent.port), TORCHELASTIC_USE_AGENT_STORE: 'True', TORCHELASTIC_RESTART_COUNT: '3' });
+      const child = spawn(process.execPath, [path.join(__dirname, 'dist-worker.js'), 'collectives', out], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => { stderr += d; });
+      child.on('close', (code) => resolve({ code, stderr }));
+    })));
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'collectives-1.json'), 'utf8')).sum, [3, 30, -1]);
+    assert.equal(await agent.check(['/worker/attempt_3/soco/rdzv/joined']), true);
+  });
 
   it('two nodes started with the same --node-rank end the job, saying so', async () => {
     const port = await freePort();

@@ -32,8 +32,10 @@ export interface StoreOptions {
    */
   worldSize?: number;
   isServer: boolean;
-  /** Connection timeout, and the bound on every later operation. */
+  /** Connection timeout, and the default wait of get(). */
   timeoutMs?: number;
+  /** Every key lives under this prefix (a store shared with others, e.g. torchrun's agent store). */
+  prefix?: string;
 }
 
 /** c10d's TCPStore: a small key-value store every rank reaches; used for rendezvous. */
@@ -42,7 +44,7 @@ export class TCPStore {
 
   static async create(o: StoreOptions): Promise<TCPStore> {
     const timeout = checkTimeout(o.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'TCPStore.create');
-    const h = await native.dist.createStore(o.host, o.port, o.worldSize ?? 0, o.isServer, timeout);
+    const h = await native.dist.createStore(o.host, o.port, o.worldSize ?? 0, o.isServer, timeout, o.prefix ?? '');
     return new TCPStore(h, o.host);
   }
 

@@ -153,7 +153,8 @@ export async function initFromEnv(o: InitOptions = {}): Promise<DistContext | nu
     const binding = bindingFor(backend, route, env);
     const log = o.log ?? ((m: string) => { process.stderr.write(`${m}\n`); });
     if (layout.localRank === 0) log(startupLine(layout, backend, route, binding, rendezvousTimeoutMs));
-    const rdzv = await Rendezvous.join({ layout, binding, timeoutMs: rendezvousTimeoutMs, stopReason, log });
+    const agentStore = env.TORCHELASTIC_USE_AGENT_STORE === 'True' ? `/worker/attempt_${env.TORCHELASTIC_RESTART_COUNT ?? '0'}` : null;
+    const rdzv = await Rendezvous.join({ layout, binding, timeoutMs: rendezvousTimeoutMs, stopReason, log, agentStore });
     const multiNode = layout.worldSize > layout.localWorldSize;
     const group = await formGroup(rdzv, {
       store: rdzv.store, rank: layout.rank, size: layout.worldSize, backend, timeoutMs,

@@ -61,6 +61,12 @@ export interface RendezvousOptions {
   stopReason: () => string | null;
   /** Progress lines (the node's local rank 0 prints them). */
   log: (line: string) => void;
+  /**
+   * Set when the launcher's agent on node 0 already hosts a store on the master port (torchrun's
+   * TORCHELASTIC_USE_AGENT_STORE): rank 0 joins it as a client too, and every key lives under
+   * this prefix (the launcher's restart attempt), as in PyTorch's env:// rendezvous.
+   */
+  agentStore: string | null;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -263,10 +269,10 @@ export class Rendezvous {
   get blocked(): boolean { return this.kv.blocked; }
 }
 
-/** Rank 0 hosts the store; the others wait (interruptibly) until it answers, then connect. */
+/** Rank 0 hosts the store (unless an agent does); the others wait (interruptibly) until it answers, then connect. */
 async function connect(o: RendezvousOptions, deadline: number): Promise<TCPStore> {
   const { masterAddr: host, masterPort: port, rank, nodeRank } = o.layout;
-  if (rank === 0) {
+  if (rank === 0 && o.agentStore === null) {
     try {
       return await TCPStore.create({ host, port, isServer: true, timeoutMs: opTimeout(o) });
     } catch (err) {
@@ -287,5 +293,5 @@ async function connect(o: RendezvousOptions, deadline: number): Promise<TCPStore
     if (!(code === 'ETIMEDOUT' && wait < 4000 && last)) last = code;
     await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())));
   }
-  return TCPStore.create({ host, port, isServer: false, timeoutMs: opTimeout(o) });
+  return TCPStore.create({ host, port, isServer: false, timeoutMs: opTimeout(o), prefix: o.agentStore ?? '' });
 }
