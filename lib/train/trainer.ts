@@ -170,6 +170,7 @@ export class SoCoTrainer extends EventEmitter {
     // CPU training reduces CPU tensors: Gloo, whatever the machine has (unless SOCO_DIST_BACKEND says).
     const backend = process.env.SOCO_DIST_BACKEND ? undefined : this.device === 'cpu' ? 'gloo' : 'nccl';
     this.joining = new AbortController();
+    if (this.stopReason) this.joining.abort(this.stopReason);
     let ctx: DistContext | null;
     try {
       ctx = await this.hooks.initDist({ backend, rendezvousTimeoutMs: this.config.rendezvousTimeout * 1000, signal: this.joining.signal });
