@@ -40,11 +40,22 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <thread>
 #include <unordered_set>
+
+#ifdef __linux__
+#include <cerrno>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#endif
 
 namespace soco {
 namespace {
@@ -78,10 +89,38 @@ struct Group : torch::CustomClassHolder {
   // Set once a collective failed or timed out: the group is then unusable, and its destructor
   // (which drains Gloo's queue and joins its threads) could wait forever on a stuck operation.
   std::atomic<bool> failed{false};
+  // Each rank's collective address and node (from the rendezvous; empty when unknown), so that an
+  // error quoting a peer's address can name the rank and node that went away.
+  std::vector<std::string> peerAddress;
+  std::vector<int> peerNode;
 
   std::string Where() const {
     return "rank " + std::to_string(rank) + " of " + std::to_string(size) + " (" +
            (nccl ? "nccl" : "gloo") + ")";
+  }
+
+  // Gloo quotes the peer of a failed connection as "[address]:port". Returns "" when the message
+  // names no known peer.
+  std::string Blame(const std::string& msg) const {
+    std::map<int, std::vector<int>> lost;  // node -> ranks
+    std::string address;
+    for (size_t r = 0; r < peerAddress.size() && r < peerNode.size(); r++) {
+      if (int(r) == rank || peerAddress[r].empty()) continue;
+      if (msg.find("[" + peerAddress[r] + "]") == std::string::npos) continue;
+      lost[peerNode[r]].push_back(int(r));
+      address = peerAddress[r];
+    }
+    if (lost.empty()) return "";
+    std::string who;
+    for (auto& [node, ranks] : lost) {
+      if (!who.empty()) who += " or ";
+      who += "node " + std::to_string(node) + " (rank";
+      if (ranks.size() > 1) who += "s";
+      for (size_t k = 0; k < ranks.size(); k++) who += (k ? ", " : " ") + std::to_string(ranks[k]);
+      who += ")";
+    }
+    return "; the peer at " + address + " is " + who +
+           ": it ended (its own log says why) or the network to it failed";
   }
 
   ~Group() override {
@@ -237,8 +276,8 @@ void WaitWork(Group& g, const c10::intrusive_ptr<c10d::Work>& work, Ms timeout, 
     std::string msg = Describe(std::current_exception());
     if (!work->isCompleted() || msg.find("timed out") != std::string::npos)
       throw std::runtime_error(g.Where() + ": " + what + " timed out after " + std::to_string(timeout.count()) +
-                               " ms (another rank is slow, stuck or gone): " + msg);
-    throw std::runtime_error(g.Where() + ": " + what + " failed: " + msg);
+                               " ms (another rank is slow, stuck or gone): " + msg + g.Blame(msg));
+    throw std::runtime_error(g.Where() + ": " + what + " failed: " + msg + g.Blame(msg));
   }
 }
 
@@ -255,44 +294,54 @@ c10::intrusive_ptr<c10d::Work> Launch(Group& g, const std::string& what, Fn&& fn
 
 // ---- store and groups ----
 
-// createStore(host, port, worldSize, isServer, timeoutMs) -> Promise<store>. Rank 0 hosts the
-// store (the server waits until all ranks have connected); the others connect with retries.
+// createStore(host, port, worldSize, isServer, timeoutMs, prefix) -> Promise<store>. Rank 0 hosts
+// the store; the others connect with retries. worldSize > 0: the server resolves once that many
+// ranks have connected; 0: at once (the caller runs its own rendezvous on the store). timeoutMs is
+// also the default wait of get(). prefix: every key lives under it (a store shared with others,
+// e.g. torchrun's agent store); "" for none.
 Napi::Value CreateStore(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "dist.createStore";
   std::string host = StrArg(env, info[0], op, "host");
   int port = IntArg(env, info[1], op, "port", 0, 65535);
-  int world = IntArg(env, info[2], op, "worldSize", 1, 1 << 20);
+  int world = IntArg(env, info[2], op, "worldSize", 0, 1 << 20);
   if (!info[3].IsBoolean()) ThrowTorchError(env, op, "isServer must be a boolean");
   bool server = info[3].As<Napi::Boolean>();
   Ms timeout = TimeoutArg(env, info[4], op);
+  std::string prefix = info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "";
   auto out = std::make_shared<c10::intrusive_ptr<c10d::Store>>();
+  auto actual = std::make_shared<int>(port);
   return Task::Start(
       env, op,
       [=] {
         c10d::TCPStoreOptions o;
         o.port = uint16_t(port);
         o.isServer = server;
-        o.numWorkers = size_t(world);
-        o.waitWorkers = true;  // every rank counts itself in; the server returns once all have
+        if (world > 0) o.numWorkers = size_t(world);
+        o.waitWorkers = world > 0;  // every rank counts itself in; the server returns once all have
         o.timeout = timeout;
         try {
-          *out = c10::make_intrusive<c10d::TCPStore>(host, o);
+          auto tcp = c10::make_intrusive<c10d::TCPStore>(host, o);
+          *actual = tcp->getPort();
+          if (prefix.empty())
+            *out = tcp;
+          else
+            *out = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
         } catch (const std::exception&) {
           std::string m = Describe(std::current_exception());
+          if (server && m.find("Address already in use") != std::string::npos)
+            throw std::runtime_error("port " + std::to_string(port) +
+                                     " is in use on this machine (another job, or an earlier run still exiting): "
+                                     "choose another --master-port (MASTER_PORT), the same on every node");
           throw std::runtime_error(
               server ? "cannot host the TCPStore on " + host + ":" + std::to_string(port) +
-                           " or not all " + std::to_string(world) + " ranks joined within " +
+                           (world > 0 ? " or not all " + std::to_string(world) + " ranks joined" : "") + " within " +
                            std::to_string(timeout.count()) + " ms: " + m
                      : "cannot reach the TCPStore at " + host + ":" + std::to_string(port) + " within " +
                            std::to_string(timeout.count()) + " ms: " + m);
         }
       },
-      [=](Napi::Env env) {
-        int actual = port;
-        if (auto* tcp = dynamic_cast<c10d::TCPStore*>(out->get())) actual = tcp->getPort();
-        return Wrap(env, new StoreBox{*out, host, actual}, kStoreTag);
-      });
+      [=](Napi::Env env) { return Wrap(env, new StoreBox{*out, host, *actual}, kStoreTag); });
 }
 
 Napi::Value StorePort(const Napi::CallbackInfo& info) {
@@ -346,10 +395,26 @@ Napi::Value StoreAdd(const Napi::CallbackInfo& info) {
       [=](Napi::Env env) { return Napi::Number::New(env, double(*out)); });
 }
 
-// createGroup(store, prefix, rank, size, backend, timeoutMs, glooHost, cudaDevice) -> Promise<group>.
-// The prefix keeps the rendezvous keys of several groups on one store apart. glooHost: the address
-// Gloo binds ("" = resolve this machine's hostname, as PyTorch does; GLOO_SOCKET_IFNAME, a comma
-// separated list of interfaces, wins over both).
+// storeCheck(store, keys) -> Promise<boolean>: whether every key is set (no waiting).
+Napi::Value StoreCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "dist.storeCheck";
+  auto store = Unwrap<StoreBox>(env, info[0], kStoreTag, op, "store")->store;
+  if (!info[1].IsArray()) ThrowTorchError(env, op, "keys must be an array of strings");
+  auto arr = info[1].As<Napi::Array>();
+  std::vector<std::string> keys;
+  for (uint32_t i = 0; i < arr.Length(); i++) keys.push_back(StrArg(env, arr.Get(i), op, "keys[i]"));
+  auto out = std::make_shared<bool>(false);
+  return Task::Start(
+      env, op, [=] { *out = store->check(keys); }, [=](Napi::Env env) { return Napi::Boolean::New(env, *out); });
+}
+
+// createGroup(store, prefix, rank, size, backend, timeoutMs, glooHost, cudaDevice, ncclIfname, peers)
+// -> Promise<group>. The prefix keeps the rendezvous keys of several groups on one store apart.
+// glooHost: the address Gloo binds ("" = resolve this machine's hostname, as PyTorch does;
+// GLOO_SOCKET_IFNAME, a comma separated list of interfaces, wins over both). ncclIfname: the
+// interface NCCL's sockets use unless NCCL_SOCKET_IFNAME is set ("" = NCCL's own choice).
+// peers: null or {addresses, nodes}, each rank's collective address and node, for error messages.
 Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "dist.createGroup";
@@ -361,6 +426,20 @@ Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
   Ms timeout = TimeoutArg(env, info[5], op);
   std::string glooHost = info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "";
   int device = info[7].IsNumber() ? info[7].As<Napi::Number>().Int32Value() : -1;
+  std::string ncclIfname = info[8].IsString() ? info[8].As<Napi::String>().Utf8Value() : "";
+  std::vector<std::string> peerAddress;
+  std::vector<int> peerNode;
+  if (info[9].IsObject()) {
+    auto peers = info[9].As<Napi::Object>();
+    Napi::Value a = peers.Get("addresses"), n = peers.Get("nodes");
+    if (!a.IsArray() || !n.IsArray() || a.As<Napi::Array>().Length() != uint32_t(size) ||
+        n.As<Napi::Array>().Length() != uint32_t(size))
+      ThrowTorchError(env, op, "peers must be {addresses, nodes}, one entry per rank");
+    for (uint32_t r = 0; r < uint32_t(size); r++) {
+      peerAddress.push_back(StrArg(env, a.As<Napi::Array>().Get(r), op, "peers.addresses[r]"));
+      peerNode.push_back(IntArg(env, n.As<Napi::Array>().Get(r), op, "peers.nodes[r]", 0, 1 << 20));
+    }
+  }
   if (backend != "gloo" && backend != "nccl")
     ThrowTorchError(env, op, "backend must be 'gloo' or 'nccl', got '" + backend + "'");
 #ifndef USE_C10D_GLOO
@@ -377,6 +456,13 @@ Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
   g->nccl = backend == "nccl";
   g->device = device;
   g->timeout = timeout;
+  g->peerAddress = std::move(peerAddress);
+  g->peerNode = std::move(peerNode);
+#ifdef SOCO_HAVE_NCCL
+  // NCCL reads it when the first communicator forms (lazily, at the first collective); set here, on
+  // the JS thread, before any NCCL thread exists. "=" makes NCCL match the name exactly.
+  if (g->nccl && !ncclIfname.empty()) setenv("NCCL_SOCKET_IFNAME", ("=" + ncclIfname).c_str(), /*overwrite=*/0);
+#endif
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
   return Task::Start(
       env, op,
@@ -407,10 +493,11 @@ Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
           }
 #endif
         } catch (const std::exception&) {
+          std::string m = Describe(std::current_exception());
           throw std::runtime_error(g->Where() + ": cannot form the process group within " +
                                    std::to_string(timeout.count()) +
-                                   " ms (are all ranks started, and can they reach each other?): " +
-                                   Describe(std::current_exception()));
+                                   " ms (are all ranks started, and can they reach each other?): " + m +
+                                   g->Blame(m));
         }
         if (!g->pg) throw std::runtime_error("backend " + backend + " is not available in this build");
       },
@@ -1072,6 +1159,36 @@ Napi::Value SyncBatchNorm(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- the worker's process ----
+
+// dieWithParent(parentPid) -> boolean: this process gets SIGKILL when its parent (our launcher)
+// dies, however it dies (the worker runs in its own process group, so a SIGKILL to the launcher or
+// the OOM killer reaches nothing else). False when the parent is already gone: it may have died
+// before the signal was armed, and then no signal will come. True where the platform has no such
+// signal (nothing armed, nothing known to be wrong).
+Napi::Value DieWithParent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int parent = IntArg(env, info[0], "dist.dieWithParent", "parentPid", 1, 1 << 30);
+#ifdef __linux__
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    ThrowTorchError(env, "dist.dieWithParent", std::string("prctl(PR_SET_PDEATHSIG) failed: ") + std::strerror(errno));
+  return Napi::Boolean::New(env, getppid() == parent);
+#else
+  (void)parent;
+  return Napi::Boolean::New(env, true);
+#endif
+}
+
+// exitNow(code): ends the process without waiting for libuv's worker threads. A normal exit joins
+// them, so one blocked in a rendezvous or in Gloo's connect (up to its timeout) would hold a
+// process that was told to leave; JS's own output is already written (stderr and stdout are
+// synchronous for files, pipes and terminals on Linux).
+Napi::Value ExitNow(const Napi::CallbackInfo& info) {
+  int code = IntArg(info.Env(), info[0], "dist.exitNow", "code", 0, 255);
+  std::fflush(nullptr);
+  std::_Exit(code);
+}
+
 }  // namespace
 
 void InitDist(Napi::Env env, Napi::Object exports) {
@@ -1082,6 +1199,7 @@ void InitDist(Napi::Env env, Napi::Object exports) {
   fn("storeSet", StoreSet);
   fn("storeGet", StoreGet);
   fn("storeAdd", StoreAdd);
+  fn("storeCheck", StoreCheck);
   fn("createGroup", CreateGroup);
   fn("destroyGroup", DestroyGroup);
   fn("groupInfo", GroupInfo);
@@ -1096,6 +1214,8 @@ void InitDist(Napi::Env env, Napi::Object exports) {
   fn("reducerInfo", ReducerInfo);
   fn("reducerDispose", ReducerDispose);
   fn("syncBatchNorm", SyncBatchNorm);
+  fn("dieWithParent", DieWithParent);
+  fn("exitNow", ExitNow);
   Napi::Object backends = Napi::Object::New(env);
 #ifdef USE_C10D_GLOO
   backends.Set("gloo", true);

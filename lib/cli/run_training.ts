@@ -1,8 +1,9 @@
 // Running a SoCoTrainer from a command (`train`, `demo`): the resolved config as printed, console
 // progress, and Ctrl-C / SIGTERM handling.
 import { ResolvedConfig, TrainConfig } from '../train/config';
-import { SoCoTrainer, CheckpointEvent } from '../train/trainer';
+import { SoCoTrainer, CheckpointEvent, TrainResult } from '../train/trainer';
 import { MetricRecord } from '../train/metrics';
+import { INTERRUPTED_EXIT_CODE, RendezvousError } from '../distributed';
 
 /** The resolved config, one key per line, marking values that are not the defaults. */
 export function formatConfig(r: ResolvedConfig): string {
@@ -30,7 +31,8 @@ export async function runTraining(trainer: SoCoTrainer, log: (s: string) => void
       log(`\n${sig} again: aborting without a checkpoint`);
       process.exit(130);
     }
-    say(`\n${sig}: stopping after this iteration and writing a checkpoint (Ctrl-C again to abort)`);
+    if (trainer.atRendezvous) log(`\n${sig}: leaving the rendezvous (no iteration has run: nothing to checkpoint)`);
+    else say(`\n${sig}: stopping after this iteration and writing a checkpoint (Ctrl-C again to abort)`);
     trainer.stop(sig);
   };
   process.on('SIGINT', onSignal);
@@ -42,7 +44,15 @@ export async function runTraining(trainer: SoCoTrainer, log: (s: string) => void
   trainer.on('resume', (e: { path: string; step: number }) => say(`resuming from ${e.path} at iteration ${e.step}`));
   trainer.on('checkpoint', (e: CheckpointEvent) => say(`checkpoint (${e.reason}) ${e.path} at iteration ${e.step}`));
   try {
-    const r = await trainer.train();
+    let r: TrainResult;
+    try {
+      r = await trainer.train();
+    } catch (err) {
+      // A stop at the rendezvous is no failure: the job never started.
+      if (!(err instanceof RendezvousError && err.interrupted)) throw err;
+      log(err.message);
+      return INTERRUPTED_EXIT_CODE;
+    }
     if (!trainer.isMain) return 0;
     if (r.stoppedEarly) log(`stopped at iteration ${r.steps}; continue with the same command (it resumes from ${r.lastCheckpoint})`);
     else log(`done: ${r.steps} iterations, final loss ${r.finalLoss.toFixed(4)}; last checkpoint ${r.lastCheckpoint}`);

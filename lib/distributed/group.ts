@@ -26,10 +26,16 @@ export interface StoreOptions {
   host: string;
   /** 0 on the server picks a free port (read it back from .port). */
   port: number;
-  worldSize: number;
-  /** Rank 0 hosts the store; its creation resolves once all worldSize ranks have connected. */
+  /**
+   * Rank 0 hosts the store; with worldSize, its creation resolves once that many ranks have
+   * connected. Without (or 0), at once: for a rendezvous of one's own on the store.
+   */
+  worldSize?: number;
   isServer: boolean;
+  /** Connection timeout, and the default wait of get(). */
   timeoutMs?: number;
+  /** Every key lives under this prefix (a store shared with others, e.g. torchrun's agent store). */
+  prefix?: string;
 }
 
 /** c10d's TCPStore: a small key-value store every rank reaches; used for rendezvous. */
@@ -38,7 +44,7 @@ export class TCPStore {
 
   static async create(o: StoreOptions): Promise<TCPStore> {
     const timeout = checkTimeout(o.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'TCPStore.create');
-    const h = await native.dist.createStore(o.host, o.port, o.worldSize, o.isServer, timeout);
+    const h = await native.dist.createStore(o.host, o.port, o.worldSize ?? 0, o.isServer, timeout, o.prefix ?? '');
     return new TCPStore(h, o.host);
   }
 
@@ -55,6 +61,9 @@ export class TCPStore {
 
   /** Atomically adds delta to the integer at key (created as 0); returns the new value. */
   async add(key: string, delta: number): Promise<number> { return native.dist.storeAdd(this.handle, key, delta); }
+
+  /** Whether every key is set (does not wait). */
+  async check(keys: string[]): Promise<boolean> { return native.dist.storeCheck(this.handle, keys); }
 }
 
 export interface GroupOptions {
@@ -73,6 +82,10 @@ export interface GroupOptions {
   glooHost?: string;
   /** CUDA device index of this rank (NCCL). */
   device?: number;
+  /** Interface NCCL's sockets use when NCCL_SOCKET_IFNAME is not set (default: NCCL's choice). */
+  ncclIfname?: string;
+  /** Each rank's collective address and node, so an error about a lost peer names it. */
+  peers?: { addresses: string[]; nodes: number[] };
 }
 
 export interface CollectiveOptions { timeoutMs?: number }
@@ -103,7 +116,8 @@ export class ProcessGroup {
     if (!Number.isInteger(o.rank) || o.rank < 0 || o.rank >= o.size) throw new RangeError(`ProcessGroup.create: rank must be an integer in [0, ${o.size - 1}], got ${o.rank}`);
     const loopback = /^(127\.|localhost$|::1$)/.test(o.store.host);
     const glooHost = o.glooHost ?? (loopback ? '127.0.0.1' : '');
-    const h = await native.dist.createGroup(o.store.handle, `${o.name ?? 'default'}/`, o.rank, o.size, o.backend, timeoutMs, glooHost, o.device ?? -1);
+    const h = await native.dist.createGroup(o.store.handle, `${o.name ?? 'default'}/`, o.rank, o.size, o.backend, timeoutMs, glooHost, o.device ?? -1,
+      o.ncclIfname ?? '', o.peers ?? null);
     const device = o.backend === 'nccl' ? `cuda:${o.device ?? 0}` : 'cpu';
     return new ProcessGroup(h, { rank: o.rank, size: o.size, backend: o.backend, timeoutMs, device });
   }

@@ -5,6 +5,7 @@
 export { Backend, ReduceOp, TCPStore, ProcessGroup, GroupOptions, StoreOptions, CollectiveOptions, DEFAULT_TIMEOUT_MS, availableBackends } from './group';
 export { DistEnv, DistEnvError, readDistEnv, expandNodelist, tasksOnNode } from './env';
 export { DistContext, InitOptions, initFromEnv, isLaunchedWorker } from './init';
+export { Member, RendezvousError } from './rendezvous';
 export { LaunchOptions, LaunchResult, WorkerFailure, launch, freePort, addLaunchOptions, launchOptionsFrom } from './launch';
 export { GradientReducer, ReduceStats, SteppingOptimizer, reduceGradientsInStep, broadcastTensors, broadcastModule, DEFAULT_BUCKET_MB } from './ddp';
 export { SyncBatchNorm, syncBatchNorm, convertSyncBatchNorm } from './syncbn';

@@ -2,7 +2,8 @@
 // node, each the same command with torchrun's variables set. It watches them: the first worker
 // that fails ends the job (the others are told to leave, then killed after a grace period) and
 // the launcher reports that worker's exit code and last stderr lines. Ctrl-C (or SIGTERM) asks
-// every worker to checkpoint and stop; a second one kills them.
+// every worker to checkpoint and stop; a second one kills them. Workers die with the launcher,
+// however it dies (each arms a parent-death signal; see initFromEnv).
 import { ChildProcess, fork } from 'child_process';
 import * as net from 'net';
 import * as os from 'os';
@@ -152,8 +153,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       signals++;
       if (signals === 1) {
         interrupted = true;
-        log(`soco-train: ${sig}: asking ${live().length} worker(s) to checkpoint and stop (again to kill them)`);
-        for (const wk of live()) tell(wk, STOP_MESSAGE);
+        log(`soco-train: ${sig}: asking ${live().length} worker(s) to checkpoint and stop, or to leave at once if still at the rendezvous (again to kill them)`);
+        for (const wk of live()) tell(wk, `${STOP_MESSAGE} ${sig}`);
       } else {
         log(`soco-train: ${sig} again: killing the workers`);
         killAll('SIGKILL');
@@ -228,6 +229,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
         GROUP_RANK: String(nodeRank),
         NODE_RANK: String(nodeRank),
         SOCO_DIST_WORKER: '1',
+        // The worker dies with this process (a parent-death signal), even when it is killed with SIGKILL.
+        SOCO_DIST_LAUNCHER_PID: String(process.pid),
       };
       // detached: a terminal's Ctrl-C reaches only the launcher, which then tells each worker once.
       const child = fork(script, args, { env, execArgv: o.execArgv ?? process.execArgv, stdio: ['inherit', 'inherit', 'pipe', 'ipc'], detached: true });

@@ -5,9 +5,10 @@
 // (max) once per step: all ranks see `true` after the same step, checkpoint once (rank 0 writes)
 // and exit.
 import { tensor } from '../torch';
+import { native } from '../torch/native';
 import { ProcessGroup } from './group';
 
-/** Message our launcher sends to ask a worker to checkpoint and stop. */
+/** Message our launcher sends to ask a worker to checkpoint and stop (followed by the signal it got). */
 export const STOP_MESSAGE = 'soco:stop';
 /** Message our launcher sends when another worker died: leave now, there is nothing to save. */
 export const ABORT_MESSAGE = 'soco:abort';
@@ -22,7 +23,8 @@ export class StopSignal {
 
   /**
    * listen: install handlers for SIGINT/SIGTERM and the launcher's messages. A second signal ends
-   * the process at once (the first one is being honoured at the next step boundary).
+   * the process at once (the first one is being honoured at the next step boundary). "At once"
+   * does not wait for a collective in flight (a normal exit would).
    */
   constructor(readonly rank: number, listen = true) {
     if (!listen) return;
@@ -30,15 +32,15 @@ export class StopSignal {
       this.signals++;
       if (this.signals > 1) {
         process.stderr.write(`soco-train: rank ${rank}: second ${sig}, exiting now without a checkpoint\n`);
-        process.exit(INTERRUPTED_EXIT_CODE);
+        native.dist.exitNow(INTERRUPTED_EXIT_CODE);
       }
       this.request(sig);
     };
     const onMessage = (m: unknown): void => {
-      if (m === STOP_MESSAGE) this.request('launcher stop');
+      if (typeof m === 'string' && m.split(' ')[0] === STOP_MESSAGE) this.request(`${m.split(' ')[1] ?? 'stop'} to the launcher`);
       if (m === ABORT_MESSAGE) {
         process.stderr.write(`soco-train: rank ${rank}: another worker failed; stopping\n`);
-        process.exit(1);
+        native.dist.exitNow(1);
       }
     };
     const onDisconnect = (): void => this.request('launcher gone');

@@ -44,6 +44,8 @@ export interface TrainConfig extends SoCoNetworkOptions {
   resume: string;
   /** Total iterations of the run (schedules included); 0 = epochs x iterations per epoch. */
   maxIters: number;
+  /** Seconds each process of a multi-process job waits for all the others at the start. */
+  rendezvousTimeout: number;
 
   // ---- model (plus the SoCoNetworkOptions it extends) ----
   /** Synchronized BatchNorm across processes (multi-GPU only). */
@@ -117,7 +119,7 @@ interface Field { kind: Kind; help: string; min?: number; max?: number }
 export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   images: '', proposals: '', skipDamagedProposals: false, out: 'soco-run', device: 'auto', precision: 'auto', seed: 0, workers: 4, prefetch: 2,
   logEvery: 20, checkpointEvery: 1000, checkpointEveryEpochs: 1, keepCheckpoints: 3, resume: 'auto', maxIters: 0,
-  arch: 'fpn', depth: 50, fpn: true, head: true, scaleAware: true, singleLevel: 0, poolAllLevels: false,
+  rendezvousTimeout: 600, arch: 'fpn', depth: 50, fpn: true, head: true, scaleAware: true, singleLevel: 0, poolAllLevels: false,
   levelThresholds: [48, 96, 192], poolerScale: 'stride', projectorHidden: 4096, predictorHidden: 4096, embedDim: 256, syncBN: true,
   k: 4, proposalSource: 'selective-search', jitter: true, jitterProb: 0.5, jitterRange: 0.1, multiView: true,
   v1Size: 224, v2Size: 224, v3Size: 112, socoStar: false, v4Size: 192, cropScale: [0.5, 1], cropRatio: [3 / 4, 4 / 3],
@@ -142,6 +144,7 @@ export const CONFIG_FIELDS: { readonly [K in keyof TrainConfig]: Field } = {
   keepCheckpoints: { kind: 'int', min: 1, help: 'numbered checkpoints to keep besides last.pth' },
   resume: { kind: 'string', help: "'auto' (OUT/last.pth if present), 'must' (fail without one), 'never' (refuse a folder with one), or a checkpoint path" },
   maxIters: { kind: 'int', min: 0, help: 'total iterations, schedules included (0: epochs x iterations per epoch)' },
+  rendezvousTimeout: { kind: 'number', min: 1, help: 'seconds every process of a multi-process job waits for the others at the start' },
   arch: { kind: ['fpn', 'c4'], help: 'R50-FPN or R50-C4 variant' },
   depth: { kind: [18, 34, 50, 101], help: 'ResNet depth' },
   fpn: { kind: 'bool', help: 'Table 4: pretrain the FPN' },

@@ -92,6 +92,8 @@ export class SoCoTrainer extends EventEmitter {
   /** The job this process is part of (null: one process). */
   private ctx: DistContext | null = null;
   private reducer: GradientReducer | null = null;
+  /** Set while joining the job: aborting it ends the rendezvous. */
+  private joining: AbortController | null = null;
   /** Mixed precision of every step (undefined: float32), and fp16's loss scale. */
   private precision: StepPrecision | undefined;
   private lossScale: LossScaleState | null = null;
@@ -110,8 +112,14 @@ export class SoCoTrainer extends EventEmitter {
     this.hooks = { ...DEFAULT_HOOKS, ...hooks };
   }
 
-  /** Asks the run to stop after the current iteration, writing a checkpoint. */
-  stop(reason = 'stop requested'): void { this.stopReason ??= reason; }
+  /** Asks the run to stop after the current iteration, writing a checkpoint; at the rendezvous, to leave it at once. */
+  stop(reason = 'stop requested'): void {
+    this.stopReason ??= reason;
+    this.joining?.abort(reason);
+  }
+
+  /** True while this process waits for the other processes of its job (nothing to checkpoint yet). */
+  get atRendezvous(): boolean { return this.joining !== null; }
 
   get outDir(): string { return path.resolve(this.config.out); }
 
@@ -180,7 +188,14 @@ export class SoCoTrainer extends EventEmitter {
     if (this.ctx) return;
     // CPU training reduces CPU tensors: Gloo, whatever the machine has (unless SOCO_DIST_BACKEND says).
     const backend = process.env.SOCO_DIST_BACKEND ? undefined : this.device === 'cpu' ? 'gloo' : 'nccl';
-    const ctx = await this.hooks.initDist({ backend });
+    this.joining = new AbortController();
+    if (this.stopReason) this.joining.abort(this.stopReason);
+    let ctx: DistContext | null;
+    try {
+      ctx = await this.hooks.initDist({ backend, rendezvousTimeoutMs: this.config.rendezvousTimeout * 1000, signal: this.joining.signal });
+    } finally {
+      this.joining = null;
+    }
     if (!ctx) return;
     this.ctx = ctx;
     this.place = { rank: ctx.rank, worldSize: ctx.worldSize };
