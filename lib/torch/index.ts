@@ -12,6 +12,8 @@ export { tidy, keep, inScope } from './scope';
 export type { Disposable } from './scope';
 export { NativeLoadError } from './native';
 export { save, load } from './serialize';
+export { buildInfo, loadTorchvisionOps } from './build';
+export type { BuildInfo } from './build';
 
 /** Seeds LibTorch's default generators (CPU and every CUDA device), as torch.manual_seed. */
 export function manualSeed(seed: number): void { native.manualSeed(seed); }
@@ -29,11 +31,17 @@ export function liveBytes(): number { return native.liveBytes(); }
 export function setNumThreads(n: number): number { return native.setNumThreads(n); }
 export function getNumThreads(): number { return native.setNumThreads(undefined); }
 
+/** The CUDA caching allocator's counters for one device, in bytes. */
+export interface CudaMemoryStats { allocated: number; reserved: number; peakAllocated: number; peakReserved: number }
+
 export const cuda = {
   isAvailable: (): boolean => cudaDeviceCount() > 0,
   deviceCount: (): number => cudaDeviceCount(),
   /** Waits for all work queued on the device (default: the current one). */
   synchronize: (index?: number): void => { native.cudaSynchronize(index); },
+  /** torch.cuda.memory_allocated / memory_reserved and their peaks (default: the current device). */
+  memoryStats: (index?: number): CudaMemoryStats => native.cudaMemoryStats(index),
+  resetPeakMemoryStats: (index?: number): void => { native.cudaResetPeakMemoryStats(index); },
 };
 
 export type BackendFlag = 'allowTF32CuBLAS' | 'allowTF32CuDNN' | 'deterministicAlgorithms' | 'cudnnBenchmark' | 'cudnnDeterministic';
@@ -43,5 +51,3 @@ export const backends = {
   get: (flag: BackendFlag): boolean => native.backendFlag(flag),
   set: (flag: BackendFlag, value: boolean): boolean => native.backendFlag(flag, value),
 };
-
-export const version: { torch: string; cuda: boolean } = native.version();
