@@ -39,6 +39,8 @@ provision() {
   exec 9>&-
 }
 
+# The machine's part (apt, npm ci, the TypeScript) is the Debian lane's setup; quick once done.
+bash scripts/setup.sh
 provision
 export SOCO_TORCH=$VENV/bin/python3 SOCO_BUILD_DIR=$BUILD_DIR SOCO_PYTHON=$VENV/bin/python3
 # Incremental after the first build; `compile` (re)configures, which picks the LibTorch.

@@ -60,3 +60,8 @@ export async function decodeImage(source: string | Uint8Array, opts?: DecodeOpti
 export async function readImageSize(source: string | Uint8Array, opts?: Pick<DecodeOptions, 'name'>): Promise<ImageSize> {
   return native.decodeImage(source, opts, true) as Promise<ImageSize>;
 }
+
+/** Versions of the codec libraries the decoder uses (libjpeg-turbo, libpng, libwebp, libdeflate, zlib). */
+export function imageCodecs(): Record<string, string> {
+  return { ...native.imageCodecs };
+}

@@ -2,7 +2,7 @@
 // operator library for it. `buildInfo()` is what `soco-train env` and bug reports print.
 import * as fs from 'fs';
 import * as path from 'path';
-import { buildDir, native } from './native';
+import { buildDir, native, packageRoot } from './native';
 import { TorchError } from './tensor';
 
 /** The build's record of its LibTorch (scripts/libtorch.js writes it when CMake configures). */
@@ -30,14 +30,19 @@ function buildRecord(): BuildRecord | null {
   return record;
 }
 
-/** The directory of the LibTorch this process runs (from its memory map), or null. */
-function libtorchDir(): string | null {
+/** The first path in this process's memory map matching `re` (group 1), or null. */
+function mapped(re: RegExp): string | null {
   try {
-    const m = /\s(\/\S*\/)libtorch_cpu\.so[\w.]*$/m.exec(fs.readFileSync('/proc/self/maps', 'utf8'));
+    const m = re.exec(fs.readFileSync('/proc/self/maps', 'utf8'));
     return m ? m[1] : null;
   } catch {
     return null;
   }
+}
+
+/** The directory of the LibTorch this process runs, or null. */
+function libtorchDir(): string | null {
+  return mapped(/\s(\/\S*\/)libtorch_cpu\.so[\w.]*$/m);
 }
 
 /**
@@ -118,6 +123,8 @@ export interface BuildInfo {
   cxx11Abi: boolean;
   /** Folder of the libtorch_cpu.so this process loaded. */
   libtorch: string | null;
+  /** The addon file loaded. */
+  addon: string | null;
   /** How the build picked its LibTorch (SOCO_TORCH, a python3 on PATH, Debian's libtorch-dev), when it recorded it. */
   selectedBy: string | null;
   /** The torchvision operator library: the one loaded, else the one loadTorchvisionOps() tries first; null if none is found. */
@@ -134,6 +141,7 @@ export function buildInfo(): BuildInfo {
     nccl: native.dist.ncclVersion,
     gloo: native.dist.backends.gloo,
     libtorch: libtorchDir(),
+    addon: mapped(new RegExp(`\\s(${packageRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/\\S*\\.node)$`, 'm')),
     selectedBy: buildRecord()?.via ?? null,
     torchvision: torchvisionLib ?? torchvisionCandidates()[0] ?? null,
     torchvisionLoaded: native.hasOp('torchvision::roi_align', ''),
