@@ -1,6 +1,8 @@
 {
   # node-gyp build of the same sources as CMakeLists.txt, used by `npm run prebuilds` (prebuildify).
-  # The LibTorch and its flags come from scripts/libtorch.js, as for CMake.
+  # The LibTorch and its flags come from scripts/libtorch.js, as for CMake; the variable records
+  # its choice in build/libtorch.json (what torch.buildInfo() reports) and prints the line.
+  "variables": {"libtorch": "<!(node scripts/libtorch.js record build)"},
   "targets": [
     {
       "target_name": "soco_train",

@@ -10,8 +10,9 @@
 //
 //   node scripts/libtorch.js describe             the one line the install prints
 //   node scripts/libtorch.js json                 the selection, as JSON
-//   node scripts/libtorch.js cmake DIR            DIR/libtorch.cmake (set(...) lines for CMakeLists.txt)
-//                                                 and DIR/libtorch.json (read at run time: lib/torch/build.ts)
+//   node scripts/libtorch.js record DIR           DIR/libtorch.json, the build's record of its choice
+//                                                 (read at run time: lib/torch/build.ts); the line to stderr
+//   node scripts/libtorch.js cmake DIR            the record, and DIR/libtorch.cmake (set(...) lines for CMakeLists.txt)
 //   node scripts/libtorch.js include|defines|cflags|libs    for binding.gyp
 'use strict';
 const { execFileSync } = require('child_process');
@@ -207,6 +208,14 @@ function cmakeList(a) {
   return `"${a.map((x) => x.replace(/[\\"$]/g, '\\$&')).join(';')}"`;
 }
 
+/** Writes DIR/libtorch.json; returns DIR. */
+function record(s, dir) {
+  if (!dir) throw new Error('usage: node scripts/libtorch.js record|cmake BUILD_DIR');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'libtorch.json'), `${JSON.stringify(s, null, 2)}\n`);
+  return dir;
+}
+
 function main() {
   const what = process.argv[2];
   let s;
@@ -220,10 +229,13 @@ function main() {
   const out = {
     describe: () => describe(s),
     json: () => JSON.stringify(s, null, 2),
+    record: () => {
+      record(s, process.argv[3]);
+      console.error(describe(s));  // binding.gyp keeps stdout in a variable
+      return '';
+    },
     cmake: () => {
-      const dir = process.argv[3];
-      if (!dir) throw new Error('usage: node scripts/libtorch.js cmake BUILD_DIR');
-      fs.writeFileSync(path.join(dir, 'libtorch.json'), `${JSON.stringify(s, null, 2)}\n`);
+      const dir = record(s, process.argv[3]);
       fs.writeFileSync(path.join(dir, 'libtorch.cmake'), [
         `set(SOCO_TORCH_INCLUDE_DIRS ${cmakeList(s.includeDirs)})`,
         `set(SOCO_TORCH_LIBRARIES ${cmakeList(s.libraries)})`,
@@ -239,7 +251,7 @@ function main() {
     libs: () => ['-Wl,--no-as-needed', ...s.libraries, `-Wl,-rpath,${s.libDir}`].join(' '),
   }[what];
   if (!out) {
-    console.error('usage: node scripts/libtorch.js describe|json|cmake|include|defines|cflags|libs');
+    console.error('usage: node scripts/libtorch.js describe|json|record DIR|cmake DIR|include|defines|cflags|libs');
     process.exit(2);
   }
   console.log(out());
