@@ -149,9 +149,9 @@ function select() {
     const info = firstPythonWithTorch();
     if (info) t = { ...info, via: `${info.python}, the first python3 on PATH with torch` };
   }
-  // Debian's python3-torch is a Python face of libtorch-dev: its torch/lib links into /usr/lib.
+  // Debian's python3-torch is a Python face of libtorch-dev: its torch/lib links to the system's.
   const lib = t && path.join(t.root, 'lib', 'libtorch_cpu.so');
-  const debian = !t || (t.python && fs.existsSync(lib) && fs.realpathSync(lib).startsWith('/usr/lib/'));
+  const debian = !t || (t.python && fs.existsSync(lib) && path.dirname(fs.realpathSync(lib)) === debianLibDir());
   if (debian) {
     const libDir = debianLibDir();
     if (!libDir || !fs.existsSync('/usr/include/torch/csrc/api/include/torch/version.h'))
@@ -159,7 +159,7 @@ function select() {
         'Fix: `apt-get install libtorch-dev` (or run scripts/setup.sh), or set SOCO_TORCH to a Python with PyTorch or a LibTorch folder.');
     t = {
       root: '/usr', libDir, include: ['/usr/include', '/usr/include/torch/csrc/api/include'], version: headerVersion('/usr/include'),
-      abi: 1, via: t ? `${t.python}, Debian's libtorch-dev` : 'Debian\'s libtorch-dev', torchvision: t ? t.torchvision : null,
+      abi: 1, via: t ? `${t.via}: Debian's libtorch-dev` : 'Debian\'s libtorch-dev', torchvision: t ? t.torchvision : null,
       python: t ? t.python : undefined, libpython: t ? t.libpython : undefined,
     };
   } else {
