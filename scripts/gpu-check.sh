@@ -5,7 +5,7 @@
 #   bash scripts/gpu-check.sh run       # on the CUDA machine, in a copy of the tree with .gpu/
 #
 # `prepare` packs what the CUDA machine lacks: a Node binary (xz), the runtime node_modules plus
-# mocha (no TypeScript: the compiled dist/ travels), the JPEG/PNG/WebP development packages, and
+# mocha (no TypeScript: the compiled dist/ travels), the JPEG/PNG/WebP and Gloo development packages, and
 # the CUDA header wheels the PyTorch 2.x lane builds with (scripts/torch2.sh's cuda-toolkit pin).
 # `run` builds the addon as that lane does (scripts/libtorch.js with SOCO_TORCH = the machine's
 # PyTorch, TORCH_PY, default /opt/torch/.venv; into build-torch2/; SOCO_PYTHON the same Python),
@@ -19,7 +19,6 @@ G=$ROOT/.gpu
 
 prepare() {
   rm -rf "$G" && mkdir -p "$G/debs"
-  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
   npx tsc -p tsconfig.json
   xz -T2 -6 -c "$(command -v node)" > "$G/node.xz"
   # Runtime dependencies and mocha, from the lockfile, without TypeScript or the build tools' extras.
@@ -31,7 +30,7 @@ prepare() {
   tar -C "$stage" -cJf "$G/node_modules.tar.xz" node_modules
   rm -rf "$stage"
   (cd "$G/debs" && apt-get download libjpeg62-turbo-dev libjpeg62-turbo libpng-dev libpng16-16 libwebp-dev libwebp7 \
-    libwebpdemux2 libwebpmux3 zlib1g-dev libdeflate-dev libdeflate0 >/dev/null)
+    libwebpdemux2 libwebpmux3 zlib1g-dev libdeflate-dev libdeflate0 libgloo-dev >/dev/null)
   # The lent machines hold the lane's torch (CUDA 13); its wheel lacks these headers.
   python3 -m pip download --quiet --dest "$G/wheels" "cuda-toolkit[crt,cccl]==$(sed -n 's/^CUDA_TOOLKIT=//p' scripts/torch2.sh)"
   du -sh "$G" dist

@@ -176,7 +176,9 @@ function select() {
   }
   t.hasCuda = fs.existsSync(path.join(t.libDir, 'libtorch_cuda.so'));
   const cuda = t.hasCuda ? cudaHeaders(t) : null;
-  const glooDir = firstWith([...t.include, '/usr/include'], path.join('gloo', 'algorithm.h'));
+  // Gloo's headers: the LibTorch's own, else the compiler's search path (Debian's libgloo-dev).
+  const compilerPath = [process.env.CPATH, process.env.CPLUS_INCLUDE_PATH].flatMap((v) => (v ? v.split(':') : [])).filter(Boolean);
+  const glooDir = firstWith([...t.include, ...compilerPath, '/usr/include'], path.join('gloo', 'algorithm.h'));
   const names = ['torch', 'torch_cpu', 'c10', ...(cuda ? ['torch_cuda', 'c10_cuda'] : [])];
   return {
     via: t.via,
