@@ -115,7 +115,7 @@ function cudaHeaders(t) {
     const want = t.cuda ? `${t.cuda}.*` : 'VERSION.*';
     throw new SelectError(
       `LibTorch ${t.version} at ${t.root} is a CUDA build; compiling against it needs the CUDA headers, and ${missing.join(', ')} ` +
-      `were found in none of ${roots.join(', ')}. Fix: ${t.python ? `${t.python} -m pip install "cuda-toolkit[crt,cccl]==${want}" (headers only), or ` : ''}` +
+      `${missing.length > 1 ? 'are' : 'is'} in none of ${roots.join(', ')}. Fix: ${t.python ? `${t.python} -m pip install "cuda-toolkit[crt,cccl]==${want}" (headers only), or ` : ''}` +
       `set CUDA_HOME to a CUDA ${t.cuda || ''} toolkit.`);
   }
   const api = fs.readFileSync(path.join(found[0], 'cuda_runtime_api.h'), 'utf8');
