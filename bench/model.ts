@@ -14,6 +14,7 @@ import * as torch from '../lib/torch';
 import { Tensor } from '../lib/torch';
 import { SoCoModel, SoCoView } from '../lib/model';
 import { writeBundle } from '../test/reference/soco_ref';
+import { PYTHON } from '../test/reference/python';
 import { report } from './util';
 import type { BenchOptions } from './index';
 
@@ -67,8 +68,8 @@ class Reference {
   private proc;
   private lines: AsyncIterator<string>;
   constructor(dir: string, threads: number) {
-    // SOCO_PYTHON: a Python with torch and torchvision (on a CUDA machine, its PyTorch's venv).
-    this.proc = spawn(process.env.SOCO_PYTHON ?? '/usr/bin/python3', [path.join(ROOT, 'test', 'reference', 'soco_ref.py'), 'bench', dir, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // PYTHON: the lane's torch and torchvision (on a CUDA machine, its PyTorch's venv).
+    this.proc = spawn(PYTHON, [path.join(ROOT, 'test', 'reference', 'soco_ref.py'), 'bench', dir, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.lines = (async function* (out: NodeJS.ReadableStream) {
       let buf = '';
       for await (const chunk of out) {

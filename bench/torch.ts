@@ -11,8 +11,8 @@
 //   channels, 56x56, 3x3, padding 1, with the same explicit thread count on both sides
 //   (SOCO_BENCH_THREADS, default: all cores). Target: ratio 1.0 within noise.
 //
-// SOCO_BENCH_PYTHON picks the interpreter (default Debian's /usr/bin/python3, CPU torch); for
-// --device cuda it must be one whose torch has CUDA.
+// The reference runs PYTHON (test/reference/python.ts: SOCO_PYTHON, default Debian's torch), the
+// same torch the addon is built against in each lane; for --device cuda, one whose torch has CUDA.
 import { ChildProcessByStdio, spawn } from 'child_process';
 import { Readable, Writable } from 'stream';
 import * as os from 'os';
@@ -21,6 +21,7 @@ import * as readline from 'readline';
 import * as torch from '../lib/torch';
 import type { BenchOptions } from './index';
 import { report } from './util';
+import { PYTHON } from '../test/reference/python';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'bench', 'torch_ref.py');
 const ROUNDS = 7;
@@ -30,7 +31,7 @@ class PythonTorch {
   private proc: ChildProcessByStdio<Writable, Readable, null>;
   private lines: AsyncIterableIterator<string>;
   constructor() {
-    this.proc = spawn(process.env.SOCO_BENCH_PYTHON ?? '/usr/bin/python3', [SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.proc = spawn(PYTHON, [SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.lines = readline.createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]();
   }
   async ask(cmd: string): Promise<number> {

@@ -1,5 +1,6 @@
 // Shared by the benchmarks: the one output format, and a timer.
 import { execFileSync } from 'child_process';
+import { SYSTEM_PYTHON } from '../test/reference/python';
 
 /** Prints `bench: NAME ours=V UNIT ref=V UNIT ratio=X`; ratio > 1 means soco-train is better. */
 export function report(name: string, ours: number, ref: number, unit: string, higherIsBetter: boolean): void {
@@ -21,7 +22,7 @@ export async function timeIt(fn: () => unknown, reps: number, warmup = 2): Promi
   return times[Math.floor(times.length / 2)];
 }
 
-/** Runs a Python reference script with Debian's interpreter (the one that has torch). */
+/** Runs an image-side reference script (PIL, OpenCV, scikit-image) with Debian's Python. */
 export function python(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): string {
-  return execFileSync('/usr/bin/python3', [script, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 28 });
+  return execFileSync(SYSTEM_PYTHON, [script, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 28 });
 }

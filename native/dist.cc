@@ -1224,8 +1224,11 @@ void InitDist(Napi::Env env, Napi::Object exports) {
 #endif
 #ifdef SOCO_HAVE_NCCL
   backends.Set("nccl", true);
+  // The NCCL headers compiled in (the library loaded is LibTorch's).
+  d.Set("ncclVersion", std::to_string(NCCL_MAJOR) + "." + std::to_string(NCCL_MINOR) + "." + std::to_string(NCCL_PATCH));
 #else
   backends.Set("nccl", false);
+  d.Set("ncclVersion", env.Null());
 #endif
   d.Set("backends", backends);
   exports.Set("dist", d);

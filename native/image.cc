@@ -1447,6 +1447,19 @@ void InitImage(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeImage", Napi::Function::New(env, DecodeImage, "decodeImage"));
   exports.Set("augmentImages", Napi::Function::New(env, AugmentImages, "augmentImages"));
   exports.Set("decodeThreads", Napi::Function::New(env, DecodeThreads, "decodeThreads"));
+  // The codec libraries' versions, for `soco-train env` (libjpeg-turbo's is compile-time only).
+  Napi::Object codecs = Napi::Object::New(env);
+#ifdef LIBJPEG_TURBO_VERSION_NUMBER
+  codecs.Set("libjpeg-turbo", std::to_string(LIBJPEG_TURBO_VERSION_NUMBER / 1000000) + "." +
+                                  std::to_string(LIBJPEG_TURBO_VERSION_NUMBER / 1000 % 1000) + "." +
+                                  std::to_string(LIBJPEG_TURBO_VERSION_NUMBER % 1000));
+#endif
+  codecs.Set("libpng", png_get_libpng_ver(nullptr));
+  int webp = WebPGetDecoderVersion();
+  codecs.Set("libwebp", std::to_string(webp >> 16) + "." + std::to_string((webp >> 8) & 0xff) + "." + std::to_string(webp & 0xff));
+  codecs.Set("libdeflate", LIBDEFLATE_VERSION_STRING);
+  codecs.Set("zlib", zlibVersion());
+  exports.Set("imageCodecs", codecs);
 }
 }  // namespace soco
 

@@ -21,6 +21,11 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>
 
+#ifdef SOCO_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
+#endif
+
 #include <dlfcn.h>
 
 #include <cmath>
@@ -1071,6 +1076,47 @@ Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+#ifdef SOCO_WITH_CUDA
+c10::DeviceIndex CudaDeviceArg(Napi::Env env, const Napi::Value& v, const char* op) {
+  int n = at::detail::getCUDAHooks().hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0;
+  if (n == 0) ThrowTorchError(env, op, "no CUDA GPU is visible (cuda.isAvailable() is false)");
+  double d = v.IsUndefined() ? double(at::detail::getCUDAHooks().current_device()) : v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d < n && std::floor(d) == d))
+    ThrowTorchError(env, op, "device index must be an integer in [0, " + std::to_string(n) + ")");
+  return c10::DeviceIndex(d);
+}
+#endif
+
+// cudaMemoryStats(index?) -> {allocated, reserved, peakAllocated, peakReserved} in bytes: the
+// caching allocator's counters (torch.cuda.memory_stats' *_bytes.all.current/peak).
+Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef SOCO_WITH_CUDA
+  c10::DeviceIndex index = CudaDeviceArg(env, info[0], "cuda.memoryStats");
+  auto stats = Guard(env, "cuda.memoryStats", [&] { return c10::cuda::CUDACachingAllocator::getDeviceStats(index); });
+  // Index 0 of each StatArray is StatType::AGGREGATE (all pools).
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("allocated", double(stats.allocated_bytes[0].current));
+  o.Set("reserved", double(stats.reserved_bytes[0].current));
+  o.Set("peakAllocated", double(stats.allocated_bytes[0].peak));
+  o.Set("peakReserved", double(stats.reserved_bytes[0].peak));
+  return o;
+#else
+  ThrowTorchError(env, "cuda.memoryStats", "this LibTorch was built without CUDA");
+#endif
+}
+
+Napi::Value CudaResetPeakMemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef SOCO_WITH_CUDA
+  c10::DeviceIndex index = CudaDeviceArg(env, info[0], "cuda.resetPeakMemoryStats");
+  Guard(env, "cuda.resetPeakMemoryStats", [&] { c10::cuda::CUDACachingAllocator::resetPeakStats(index); });
+  return env.Undefined();
+#else
+  ThrowTorchError(env, "cuda.resetPeakMemoryStats", "this LibTorch was built without CUDA");
+#endif
+}
+
 // backendFlag(name, value?) -> previous value: TF32, determinism and cuDNN autotuning switches.
 Napi::Value BackendFlag(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1123,16 +1169,28 @@ Napi::Value HasOp(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, c10::Dispatcher::singleton().findSchema({name, overload}).has_value());
 }
 
-Napi::Value Version(const Napi::CallbackInfo& info) {
+// buildInfo() -> what this addon was compiled against: the LibTorch version its headers state, the
+// CUDA runtime version it compiled in (null: a CPU build), the LibTorch's cuDNN, the C++11 ABI.
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
                      std::to_string(TORCH_VERSION_PATCH));
 #ifdef SOCO_WITH_CUDA
-  o.Set("cuda", true);
+  o.Set("cuda", std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10));
+  // The cuDNN LibTorch was compiled with (torch.backends.cudnn.version()); no GPU needed to ask.
+  auto& hooks = at::detail::getCUDAHooks();
+  if (hooks.hasCuDNN()) {
+    long v = hooks.versionCuDNN();
+    o.Set("cudnn", std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100));
+  } else {
+    o.Set("cudnn", env.Null());
+  }
 #else
-  o.Set("cuda", false);
+  o.Set("cuda", env.Null());
+  o.Set("cudnn", env.Null());
 #endif
+  o.Set("cxx11Abi", bool(_GLIBCXX_USE_CXX11_ABI));
   return o;
 }
 
@@ -1342,9 +1400,11 @@ void InitTensor(Napi::Env env, Napi::Object exports) {
   fn("setNumThreads", SetNumThreads);
   fn("cudaDeviceCount", CudaDeviceCount);
   fn("cudaSynchronize", CudaSynchronize);
+  fn("cudaMemoryStats", CudaMemoryStats);
+  fn("cudaResetPeakMemoryStats", CudaResetPeakMemoryStats);
   fn("backendFlag", BackendFlag);
   fn("loadLibrary", LoadLibrary);
-  fn("version", Version);
+  fn("buildInfo", BuildInfo);
   fn("setErrorClass", SetErrorClass);
 }
 

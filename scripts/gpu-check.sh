@@ -5,11 +5,13 @@
 #   bash scripts/gpu-check.sh run       # on the CUDA machine, in a copy of the tree with .gpu/
 #
 # `prepare` packs what the CUDA machine lacks: a Node binary (xz), the runtime node_modules plus
-# mocha (no TypeScript: the compiled dist/ travels), and the JPEG/PNG/WebP development packages.
-# `run` builds the addon against that machine's PyTorch (TORCH_PY, default /opt/torch/.venv) and
-# its torchvision ops, runs the test suite with every op test also on cuda:0, a few SoCo training
-# iterations on the GPU under bf16 autocast, and `soco-step-cuda` against the PyTorch reference,
-# then prints one table. Logs and the table go to $OUT (the device tool's folder) or .gpu/out.
+# mocha (no TypeScript: the compiled dist/ travels), the JPEG/PNG/WebP and Gloo development packages, and
+# the CUDA header wheels the PyTorch 2.x lane builds with (scripts/torch2.sh's cuda-toolkit pin).
+# `run` builds the addon as that lane does (scripts/libtorch.js with SOCO_TORCH = the machine's
+# PyTorch, TORCH_PY, default /opt/torch/.venv; into build-torch2/; SOCO_PYTHON the same Python),
+# runs the test suite with every op test also on cuda:0, a few SoCo training iterations on the
+# GPU under bf16 autocast, and `soco-step-cuda` against the PyTorch reference, then prints one
+# table. Logs and the table go to $OUT (the device tool's folder) or .gpu/out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,7 +19,6 @@ G=$ROOT/.gpu
 
 prepare() {
   rm -rf "$G" && mkdir -p "$G/debs"
-  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
   npx tsc -p tsconfig.json
   xz -T2 -6 -c "$(command -v node)" > "$G/node.xz"
   # Runtime dependencies and mocha, from the lockfile, without TypeScript or the build tools' extras.
@@ -29,7 +30,9 @@ prepare() {
   tar -C "$stage" -cJf "$G/node_modules.tar.xz" node_modules
   rm -rf "$stage"
   (cd "$G/debs" && apt-get download libjpeg62-turbo-dev libjpeg62-turbo libpng-dev libpng16-16 libwebp-dev libwebp7 \
-    libwebpdemux2 libwebpmux3 zlib1g-dev libdeflate-dev libdeflate0 >/dev/null)
+    libwebpdemux2 libwebpmux3 zlib1g-dev libdeflate-dev libdeflate0 libgloo-dev >/dev/null)
+  # The lent machines hold the lane's torch (CUDA 13); its wheel lacks these headers.
+  python3 -m pip download --quiet --dest "$G/wheels" "cuda-toolkit[crt,cccl]==$(sed -n 's/^CUDA_TOOLKIT=//p' scripts/torch2.sh)"
   du -sh "$G" dist
   cat <<EOF
 Prepared .gpu/ ($(du -sh "$G" | cut -f1)). On the device tool:
@@ -52,32 +55,24 @@ run() {
   export LD_LIBRARY_PATH=$sys/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
   local py=${TORCH_PY:-/opt/torch/.venv/bin/python3}
-  local prefix abi torchlib
-  prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
-  abi=$("$py" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
-  torchlib=$("$py" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-  export LD_LIBRARY_PATH=$torchlib:$LD_LIBRARY_PATH
-  export SOCO_TORCHVISION_LIB
-  SOCO_TORCHVISION_LIB=$("$py" -c 'import torchvision, os, glob; print(glob.glob(os.path.join(os.path.dirname(torchvision.__file__), "_C*.so"))[0])')
+  "$py" -m pip install --quiet --no-index --find-links "$G/wheels" "cuda-toolkit[crt,cccl]" || \
+    echo "could not add the CUDA header wheels to $py: the build may name what is missing"
   "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
+  # The PyTorch 2.x lane's environment (scripts/torch2.sh), with this machine's PyTorch.
+  export SOCO_TORCH=$py SOCO_BUILD_DIR=build-torch2 SOCO_PYTHON=$py
 
-  echo "== build against $prefix (CXX11 ABI $abi)"
+  echo "== build"
   local tb=$SECONDS
-  node node_modules/cmake-js/bin/cmake-js compile --CDCMAKE_PREFIX_PATH="$prefix;$sys" \
-    --CDCMAKE_CXX_FLAGS="-D_GLIBCXX_USE_CXX11_ABI=$abi" --CDJPEG_INCLUDE_DIR="$sys/include" \
-    --CDPNG_PNG_INCLUDE_DIR="$sys/include" --CDWEBP_INCLUDE_DIR="$sys/include"
+  node node_modules/cmake-js/bin/cmake-js compile --out build-torch2 --CDCMAKE_PREFIX_PATH="$sys" \
+    --CDJPEG_INCLUDE_DIR="$sys/include" --CDPNG_PNG_INCLUDE_DIR="$sys/include" --CDWEBP_INCLUDE_DIR="$sys/include"
   local build_s=$((SECONDS - tb))
-  node -e "const t=require('./dist/lib/torch'); if(!t.cuda.isAvailable()) {console.error('the addon sees no CUDA device'); process.exit(1)} console.log('addon: torch', t.version.torch, 'cuda devices', t.cuda.deviceCount())"
-
-  # The references in test/ run /usr/bin/python3 (Debian's torch on the build machine): here the
-  # machine's PyTorch takes its place; this machine is thrown away afterwards.
-  if ! /usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null; then ln -sf "$py" /usr/bin/python3; fi
+  node -e "const t=require('./dist/lib/torch'); if(!t.cuda.isAvailable()) {console.error('the addon sees no CUDA device'); process.exit(1)} console.log('addon:', JSON.stringify(t.buildInfo()), 'cuda devices', t.cuda.deviceCount())"
 
   echo "== tests (CUDA rows included where the suite has them)"
   local tt=$SECONDS
   set +e
   node node_modules/mocha/bin/mocha.js --no-config --timeout 600000 --reporter dot \
-    dist/test/torch_ops.test.js dist/test/torch_errors.test.js dist/test/torch_memory.test.js dist/test/nn.test.js \
+    dist/test/build_info.test.js dist/test/torch_ops.test.js dist/test/torch_errors.test.js dist/test/torch_memory.test.js dist/test/nn.test.js \
     dist/test/model.test.js dist/test/amp.test.js dist/test/train_step.test.js dist/test/dist.test.js 2>&1 | tee "$out/tests.log"
   local tests_rc=${PIPESTATUS[0]}
   set -e
@@ -93,7 +88,7 @@ run() {
   cp "$run/out/metrics.jsonl" "$out/" 2>/dev/null || true
 
   echo "== bench"
-  SOCO_PYTHON=$py node dist/bench/index.js soco-step-cuda --device cuda | tee "$out/bench.log"
+  node dist/bench/index.js soco-step-cuda --device cuda | tee "$out/bench.log"
 
   {
     echo "| step | result |"

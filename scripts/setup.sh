@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: Debian's CPU LibTorch, Gloo headers for c10d, image codecs, and the Python
-# reference stack the tests and benchmarks compare against.
+# System packages: Debian's CPU LibTorch, Gloo headers for c10d, image codecs, the Python
+# reference stack the tests and benchmarks compare against, and python3-venv for the virtualenvs
+# (TensorBoard's reader below; the PyTorch 2.x lane's, scripts/torch2.sh, which runs this first).
 APT_PACKAGES=(cmake g++ libtorch-dev libgloo-dev libjpeg-dev libpng-dev libwebp-dev libdeflate-dev
-  python3-torch python3-torchvision python3-skimage python3-opencv python3-pil python3-venv)
+  python3-torch python3-torchvision python3-skimage python3-opencv python3-pil python3-yaml python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@ import * as torch from '../lib/torch';
 import { Tensor } from '../lib/torch';
 import { SoCoModel, detectron2Pickle, detectron2Yaml, exportDetectron2 } from '../lib/model';
 import { PYTHON, SOCO_REF } from './reference/soco_ref';
+import { SYSTEM_PYTHON } from './reference/python';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const tsv = (arch: string): string => path.join(ROOT, 'test', 'reference', `detectron2-keys-${arch}.tsv`);
@@ -104,7 +105,8 @@ describe('Detectron2 export', function () {
       const text = fs.readFileSync(path.join(ROOT, 'configs', 'detectron2', file), 'utf8');
       assert.equal(text, detectron2Yaml(arch, `soco_r50_${arch}.pth`), `${file} is detectron2Yaml('${arch}') (regenerate it)`);
       const py = `import yaml,json,sys; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))`;
-      const cfg = JSON.parse(execFileSync(PYTHON, ['-c', py, path.join(ROOT, 'configs', 'detectron2', file)], { encoding: 'utf8' }));
+      // Any YAML parser will do (Detectron2's is PyYAML): Debian's python3-yaml.
+      const cfg = JSON.parse(execFileSync(SYSTEM_PYTHON, ['-c', py, path.join(ROOT, 'configs', 'detectron2', file)], { encoding: 'utf8' }));
       const m = cfg.MODEL;
       assert.deepEqual([m.RESNETS.NORM, m.RESNETS.STRIDE_IN_1X1, m.BACKBONE.FREEZE_AT, m.MASK_ON, cfg.INPUT.FORMAT], ['SyncBN', false, 0, true, 'RGB']);
       assert.deepEqual([m.PIXEL_MEAN, m.PIXEL_STD], [[123.675, 116.28, 103.53], [58.395, 57.12, 57.375]]);

@@ -1,5 +1,6 @@
-// save()/load() against Debian's PyTorch 1.13 (/usr/bin/python3, test/reference/serialize_ref.py):
-// Python reads every file we write (and torch.save of what it read must give our bytes exactly),
+// save()/load() against the lane's PyTorch (PYTHON: Debian's 1.13 or torch 2.x; test/reference/serialize_ref.py):
+// Python reads every file we write (and torch.save of what it read must write our file: byte for
+// byte on 1.13, record for record on 2.x),
 // we read files Python wrote (a torchvision resnet18 state dict, every dtype, views sharing a
 // storage, deflated and big-endian archives). Values are compared as descriptions both sides
 // compute the same way: tensors by dtype, shape and SHA-256 of their bytes, floats by their bits.
@@ -19,7 +20,7 @@ const DTYPES: DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', '
 
 type Desc = null | { [k: string]: unknown };
 interface Layout { name: string; dataOffset: number; size: number; method: number; flags: number; localExtraIds: number[]; centralExtraIds: number[] }
-interface PyRead { value: Desc; layout: { records: Layout[]; crcError: string | null }; sameBytesAsTorchSave: boolean; firstDifference: number | null }
+interface PyRead { value: Desc; layout: { records: Layout[]; crcError: string | null }; differenceFromTorchSave: string | null }
 
 function python(args: string[]): unknown {
   return JSON.parse(execFileSync(PYTHON, [REF, ...args], { encoding: 'utf8', maxBuffer: 1 << 28 }));
@@ -181,10 +182,12 @@ describe('serialize: save/load in PyTorch format', function () {
       assert.deepEqual(py[files.floats].value, savedDesc(floats));
     });
 
-    it('is byte for byte what torch.save writes for the same object', () => {
-      for (const f of [files.exact, files.floats, files.big]) {
-        assert.equal(py[f].sameBytesAsTorchSave, true, `${path.basename(f)} differs from torch.save at byte ${py[f].firstDifference}`);
-      }
+    // Byte for byte on 1.13; 2.x adds three records its reader treats as optional, one of them a
+    // random id, and orders storages numerically, so there every other record must match
+    // (test/reference/serialize_ref.py, difference_from_torch_save).
+    it('is what torch.save writes for the same object', () => {
+      for (const f of [files.exact, files.floats, files.big])
+        assert.equal(py[f].differenceFromTorchSave, null, `${path.basename(f)}: ${py[f].differenceFromTorchSave}`);
     });
 
     it('lays records out as PyTorch does: stored, 64-byte aligned, data.pkl first, storages in key order', () => {
@@ -224,7 +227,7 @@ describe('serialize: save/load in PyTorch format', function () {
 
     it('a tensor bigger than one 64 MB piece: Python reads it, and so do we', () => {
       assert.deepEqual(py[files.big].value, savedDesc(big));
-      assert.equal(py[files.big].sameBytesAsTorchSave, true);
+      assert.equal(py[files.big].differenceFromTorchSave, null);
       assert.deepEqual(loadedDesc(load(files.big)), asJs(savedDesc(big)));
     });
   });

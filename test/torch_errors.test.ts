@@ -81,6 +81,7 @@ describe('addon load errors', () => {
     const { explainLoadError } = await import('../lib/torch/native');
     const cases: [string, RegExp][] = [
       ['No native build was found for platform=linux arch=x64', /addon is not built\. Fix: run `bash .*scripts\/setup\.sh`/],
+      ["Cannot find module '/src/build-torch2/Release/soco_train.node'", /no addon is built in \/src\/build-torch2 \(SOCO_BUILD_DIR\).*scripts\/torch2\.sh/],
       ['libtorch_cpu.so: cannot open shared object file: No such file or directory', /LibTorch is missing \(libtorch_cpu\.so not found\)/],
       ['libdeflate.so.0: cannot open shared object file: No such file or directory', /image library is missing \(libdeflate\.so\.0 not found\).*libdeflate-dev/],
       ['libjpeg.so.62: cannot open shared object file: No such file or directory', /image library is missing \(libjpeg\.so\.62 not found\)/],

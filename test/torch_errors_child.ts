@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   const garbage: unknown[][] = [[], [undefined], [null], ['x'], [{}], [-1], [1e10], [NaN], [[1, 2]], [1, 'x', {}], [0, 0, 0, 0], [0, [0, 1], 6], ['aten::add', 5], [new Int32Array([-5, 1e9, 3])], [new Float32Array(2)]];
   const bindings = ['op', 'opInfo', 'call', 'hasOp', 'fromBuffer', 'toBuffer', 'item', 'meta', 'free', 'freeMany', 'dup', 'liveCount', 'liveBytes', 'externalMemory',
     'setRequiresGrad', 'grad', 'clearGrad', 'backward', 'setGradEnabled', 'autocastState', 'setAutocast', 'manualSeed', 'newGenerator', 'defaultGenerator', 'generatorState',
-    'setGeneratorState', 'generatorSeed', 'setNumThreads', 'cudaDeviceCount', 'cudaSynchronize', 'backendFlag', 'loadLibrary', 'version'];
+    'setGeneratorState', 'generatorSeed', 'setNumThreads', 'cudaDeviceCount', 'cudaSynchronize', 'backendFlag', 'loadLibrary', 'buildInfo', 'cudaMemoryStats', 'cudaResetPeakMemoryStats'];
   let calls = 0;
   let errors = 0;
   const nonErrors: string[] = [];

@@ -210,7 +210,3 @@ export function checkCase(c: OpCase, ref: RefResult, upstream: (Input | null)[],
   assert.equal(torch.liveTensors(), live, `${c.name}: tidy left ${torch.liveTensors() - live} tensors behind`);
 }
 
-/** The devices to run on: cpu, plus cuda:0 wherever LibTorch sees a GPU. */
-export function testDevices(): string[] {
-  return ['cpu', ...(torch.cuda.isAvailable() ? ['cuda:0'] : [])];
-}

@@ -1,6 +1,6 @@
 // TorchScript export (`soco-train export --format torchscript`): the file runs without soco-train.
 // Python's torch.jit.load and a C++ program built against LibTorch alone (test/cpp/jit_forward.cc,
-// compiled here in seconds with scripts/torch-paths.js's flags) run forward on real photos and
+// compiled here in seconds against the addon's LibTorch) run forward on real photos and
 // match our forward to 1e-4 relative, for R50-FPN (p2..p5), R18-C4 (res2..res5 with the RoI head's
 // res5) and R18 without FPN; the module's state_dict is the checkpoint's tensors under their names.
 import { strict as assert } from 'assert';
@@ -15,6 +15,7 @@ import { Res5ROIHeads, SoCoNetwork, SoCoNetworkOptions } from '../lib/model';
 import { decodeImage } from '../lib/data/image';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../lib/data/augment';
 import { PYTHON } from './reference/python';
+import { buildDir } from '../lib/torch/native';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const PHOTOS = ['coffee.jpg', 'flower.jpg'].map((f) => path.join(ROOT, 'test', 'fixtures', 'images', 'heldout', f));
@@ -98,15 +99,15 @@ describe('TorchScript export', function () {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-torchscript-'));
     x = await photos();
     writeF32(path.join(tmp, 'images.f32'), x);
-    // The C++ user's side: a program linked against LibTorch only, rebuilt when its source or the
-    // addon changed (a rebuilt addon may be against another LibTorch).
+    // The C++ user's side: a program linked against LibTorch only (the one the addon was built
+    // against, from the build's record), rebuilt when its source or the addon changed.
     const src = path.join(ROOT, 'test', 'cpp', 'jit_forward.cc');
-    jitForward = path.join(ROOT, 'build', 'test', 'jit_forward');
-    const inputs = [src, path.join(ROOT, 'build', 'Release', 'soco_train.node')].filter((f) => fs.existsSync(f));
+    jitForward = path.join(buildDir, 'test', 'jit_forward');
+    const inputs = [src, path.join(buildDir, 'Release', 'soco_train.node')].filter((f) => fs.existsSync(f));
     if (!fs.existsSync(jitForward) || inputs.some((f) => fs.statSync(jitForward).mtimeMs < fs.statSync(f).mtimeMs)) {
       fs.mkdirSync(path.dirname(jitForward), { recursive: true });
-      const flags = (what: string): string[] => execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'torch-paths.js'), what], { encoding: 'utf8' }).trim().split(/\s+/).filter(Boolean);
-      execFileSync('g++', ['-std=c++17', '-O1', ...flags('include').map((d) => `-I${d}`), ...flags('cflags'), src, ...flags('libs'), '-o', jitForward], { stdio: 'inherit' });
+      const lt = JSON.parse(fs.readFileSync(path.join(buildDir, 'libtorch.json'), 'utf8')) as { includeDirs: string[]; cflags: string[]; libraries: string[]; libDir: string };
+      execFileSync('g++', ['-std=c++17', '-O1', ...lt.includeDirs.map((d) => `-I${d}`), ...lt.cflags, src, ...lt.libraries, `-Wl,-rpath,${lt.libDir}`, '-o', jitForward], { stdio: 'inherit' });
     }
   });
   after(() => { x.dispose(); fs.rmSync(tmp, { recursive: true, force: true }); });

@@ -75,7 +75,7 @@ describe('soco-train train (CLI)', function () {
     assert.equal(resolveConfig({ overrides: overridesFromOptions(parse(['--no-resume'])) }).config.resume, 'never');
     assert.equal(resolveConfig({ overrides: overridesFromOptions(parse(['--resume', 'a/b.pth'])) }).config.resume, path.resolve('a/b.pth'));
     assert.deepEqual(overridesFromOptions(parse([])), {}, 'flags not given do not override a config file');
-    assert.deepEqual(buildProgram().commands.map((c) => c.name()).sort(), ['demo', 'eval-retrieval', 'export', 'plot', 'proposals', 'train', 'views']);
+    assert.deepEqual(buildProgram().commands.map((c) => c.name()).sort(), ['demo', 'env', 'eval-retrieval', 'export', 'plot', 'proposals', 'train', 'views']);
   });
 
   it('SIGTERM mid-run: checkpoint, exit 0; the same command resumes and finishes with the Detectron2 export', async () => {

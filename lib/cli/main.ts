@@ -7,6 +7,7 @@ import { registerExportCommand } from './export';
 import { registerPlotCommand } from './plot';
 import { registerEvalRetrievalCommand } from './eval_retrieval';
 import { registerDemoCommand } from './demo';
+import { registerEnvCommand } from './env';
 
 /** The whole program, every command registered (main() parses argv with it). */
 export function buildProgram(): Command {
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerEvalRetrievalCommand(program);
   registerDemoCommand(program);
   registerExportCommand(program);
+  registerEnvCommand(program);
   hintAfterErrors(program, 'soco-train');
   return program;
 }

@@ -73,3 +73,8 @@ export function setDecodeThreads(n: number): number {
 export function decodeThreads(): number {
   return native.decodeThreads() as number;
 }
+
+/** Versions of the codec libraries the decoder uses (libjpeg-turbo, libpng, libwebp, libdeflate, zlib). */
+export function imageCodecs(): Record<string, string> {
+  return { ...native.imageCodecs };
+}

@@ -1,7 +1,6 @@
 // Tensor creation and the neural-network functions (torch.* and torch.nn.functional.* equivalents).
-import * as fs from 'fs';
-import * as path from 'path';
 import { native } from './native';
+import { loadTorchvisionOps } from './build';
 import { DType, Device, TypedArray, dtypeCode, dtypeOfArray } from './dtype';
 import { Generator, Tensor, TorchError, cudaDeviceCount, op, resolveDevice, w, ws } from './tensor';
 import { tidy } from './scope';
@@ -349,54 +348,6 @@ export function gaussianBlur(x: Tensor, kernelSize: number, sigma: number | numb
     const blurred = conv2d(conv2d(pad(inp, [half, half, half, half], 'reflect'), kx, null, { groups }), ky, null, { groups });
     return per ? blurred.reshape(n, c, h, wd) : blurred;
   });
-}
-
-let torchvisionLoaded = false;
-
-/** The directory of the LibTorch this process runs (from its memory map), or null. */
-function libtorchDir(): string | null {
-  try {
-    const m = /\s(\/\S*\/)libtorch_cpu\.so[\w.]*$/m.exec(fs.readFileSync('/proc/self/maps', 'utf8'));
-    return m ? m[1] : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Where torchvision's _C.so for the running LibTorch should be: SOCO_TORCHVISION_LIB, else the
- * torchvision beside a pip wheel's torch (site-packages/torch/lib -> site-packages/torchvision),
- * else Debian's python3-torchvision when the LibTorch is Debian's. A torchvision built for
- * another LibTorch is never tried: its operator registrations could abort the process.
- */
-function torchvisionCandidates(): string[] {
-  if (process.env.SOCO_TORCHVISION_LIB) return [process.env.SOCO_TORCHVISION_LIB];
-  const dirs: string[] = [];
-  const lib = libtorchDir();
-  if (lib && /\/torch\/lib\/$/.test(lib)) dirs.push(path.resolve(lib, '..', '..', 'torchvision'));
-  if (lib === null || lib.startsWith('/usr/lib/')) dirs.push('/usr/lib/python3/dist-packages/torchvision');
-  const out: string[] = [];
-  for (const dir of dirs)
-    if (fs.existsSync(dir)) for (const f of fs.readdirSync(dir).sort()) if (/^_C[.\w-]*\.so$/.test(f)) out.push(path.join(dir, f));
-  return out;
-}
-
-/** Finds and loads torchvision's operator library (it registers torchvision::roi_align). */
-export function loadTorchvisionOps(): void {
-  if (torchvisionLoaded) return;
-  if (!native.hasOp('torchvision::roi_align', '')) {
-    const candidates = torchvisionCandidates();
-    const errors: string[] = [];
-    for (const c of candidates) {
-      try { native.loadLibrary(c); break; } catch (e) { errors.push((e as Error).message); }
-    }
-    if (!native.hasOp('torchvision::roi_align', ''))
-      throw new TorchError(
-        `torchvision's operator library was ${candidates.length ? `not loadable (${errors.join('; ') || 'no roi_align in it'})` : `not found for the LibTorch in ${libtorchDir() ?? 'use'}`}. ` +
-        'Fix: `apt-get install python3-torchvision` (Debian LibTorch), or set SOCO_TORCHVISION_LIB to the _C.so of the ' +
-        'torchvision built for your LibTorch (pip: site-packages/torchvision/_C.so).', 'torchvision::roi_align');
-  }
-  torchvisionLoaded = true;
 }
 
 /**

@@ -13,6 +13,9 @@ export { tidy, keep, inScope } from './scope';
 export type { Disposable } from './scope';
 export { NativeLoadError } from './native';
 export { save, load } from './serialize';
+import { buildInfo } from './build';
+export { buildInfo, loadTorchvisionOps } from './build';
+export type { BuildInfo } from './build';
 
 /** Seeds LibTorch's default generators (CPU and every CUDA device), as torch.manual_seed. */
 export function manualSeed(seed: number): void { native.manualSeed(seed); }
@@ -30,11 +33,17 @@ export function liveBytes(): number { return native.liveBytes(); }
 export function setNumThreads(n: number): number { return native.setNumThreads(n); }
 export function getNumThreads(): number { return native.setNumThreads(undefined); }
 
+/** The CUDA caching allocator's counters for one device, in bytes. */
+export interface CudaMemoryStats { allocated: number; reserved: number; peakAllocated: number; peakReserved: number }
+
 export const cuda = {
   isAvailable: (): boolean => cudaDeviceCount() > 0,
   deviceCount: (): number => cudaDeviceCount(),
   /** Waits for all work queued on the device (default: the current one). */
   synchronize: (index?: number): void => { native.cudaSynchronize(index); },
+  /** torch.cuda.memory_allocated / memory_reserved and their peaks (default: the current device). */
+  memoryStats: (index?: number): CudaMemoryStats => native.cudaMemoryStats(index),
+  resetPeakMemoryStats: (index?: number): void => { native.cudaResetPeakMemoryStats(index); },
 };
 
 /**
@@ -47,7 +56,7 @@ export function pickDevice(choice: string, flag = '--device'): string {
   if (choice === 'auto') return n > 0 ? 'cuda' : 'cpu';
   const index = choice === 'cpu' ? -1 : choice === 'cuda' ? 0 : Number(choice.slice(5));
   if (index >= n)
-    throw new Error(`${flag} ${choice}: ${n === 0 ? `no CUDA device here (${version.cuda ? 'none is visible' : 'this LibTorch was built without CUDA'})`
+    throw new Error(`${flag} ${choice}: ${n === 0 ? `no CUDA device here (${buildInfo().cuda ? 'none is visible' : 'this LibTorch was built without CUDA'})`
       : `this machine has ${n} CUDA device(s), cuda:0 to cuda:${n - 1}`}; use --device cpu or auto`);
   return choice;
 }
@@ -59,5 +68,3 @@ export const backends = {
   get: (flag: BackendFlag): boolean => native.backendFlag(flag),
   set: (flag: BackendFlag, value: boolean): boolean => native.backendFlag(flag, value),
 };
-
-export const version: { torch: string; cuda: boolean } = native.version();

@@ -3,6 +3,8 @@
 import * as path from 'path';
 
 export const packageRoot = path.resolve(__dirname, '..', '..', '..');
+/** The addon's build folder: build/, or SOCO_BUILD_DIR for a second build beside it (e.g. the PyTorch 2.x lane's build-torch2/). */
+export const buildDir = path.resolve(packageRoot, process.env.SOCO_BUILD_DIR ?? 'build');
 
 /** Raised when the compiled addon cannot be loaded; the message names the fix. */
 export class NativeLoadError extends Error {
@@ -15,6 +17,10 @@ export function explainLoadError(err: Error): string {
   const setup = `run \`bash ${path.join(packageRoot, 'scripts', 'setup.sh')}\``;
   if (/No native build was found/.test(msg))
     return `the soco-train addon is not built. Fix: ${setup} (or \`npm run build:native\`).`;
+  const noBuild = /Cannot find module '(.*)\/Release\/soco_train\.node'/.exec(msg);
+  if (noBuild)
+    return `no addon is built in ${noBuild[1]} (SOCO_BUILD_DIR). Fix: build it there (\`npx cmake-js compile --out ${noBuild[1]}\`; ` +
+      'for the PyTorch 2.x lane `bash scripts/torch2.sh`), or unset SOCO_BUILD_DIR.';
   const lib = /(lib(?:torch\w*|c10\w*|gloo\w*)\.so[\w.]*): cannot open shared object file/.exec(msg);
   if (lib)
     return `LibTorch is missing (${lib[1]} not found). Fix: ${setup}, which installs Debian's libtorch-dev, ` +
@@ -36,7 +42,7 @@ function load(): any {
   process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
-    return require('node-gyp-build')(packageRoot);
+    return process.env.SOCO_BUILD_DIR ? require(path.join(buildDir, 'Release', 'soco_train.node')) : require('node-gyp-build')(packageRoot);
   } catch (err) {
     throw new NativeLoadError(`cannot load the soco-train native addon: ${explainLoadError(err as Error)}`);
   }

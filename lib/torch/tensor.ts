@@ -48,7 +48,7 @@ export function resolveDevice(d: Device, opName: string): Device {
     const index = d === 'cuda' ? 0 : Number(d.slice(5));
     if (index >= n)
       throw new TorchError(n === 0
-        ? `device '${d}' is not available: ${native.version().cuda ? 'no CUDA GPU is visible' : 'this LibTorch was built without CUDA'} (cuda.isAvailable() is false)`
+        ? `device '${d}' is not available: ${native.buildInfo().cuda ? 'no CUDA GPU is visible' : 'this LibTorch was built without CUDA'} (cuda.isAvailable() is false)`
         : `device '${d}' is not available: ${n} CUDA device(s)`, opName);
   }
   return d;

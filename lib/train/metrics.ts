@@ -3,6 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from '../io/temp_files';
+import { cuda } from '../torch';
 
 export interface MetricRecord {
   /** Iterations completed (1-based: the record after the first step has iter 1). */
@@ -161,4 +162,9 @@ export function residentMiB(): number {
 /** The most resident memory this process has held (getrusage's maxrss). */
 export function peakResidentMiB(): number {
   return process.resourceUsage().maxRSS / 1024;
+}
+
+/** Peak CUDA memory allocated so far on a 'cuda' / 'cuda:N' device (Detectron2's max_mem). */
+export function deviceMemoryMiB(device: string): number {
+  return cuda.memoryStats(device === 'cuda' ? undefined : Number(device.slice(5))).peakAllocated / (1 << 20);
 }

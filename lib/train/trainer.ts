@@ -22,7 +22,7 @@ import { SoCoModel, SoCoView, exportDetectron2, detectron2Yaml } from '../model'
 import { LARS } from './lars';
 import { TrainConfig, ResolvedConfig, resolveConfig, ConfigSources, networkOptions } from './config';
 import { lrAt, tauAt, scaledLr, LrSchedule, checkLrSchedule } from './schedules';
-import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, peakResidentMiB, residentMiB } from './metrics';
+import { MetricRecord, MetricsWriter, Throughput, progressLine, isCollapsed, peakResidentMiB, residentMiB, deviceMemoryMiB } from './metrics';
 import { TensorBoardWriter } from './tensorboard';
 import { CheckpointSaver, checkFreeSpace, LAST } from './checkpoint';
 import { checkOutputPath } from '../io/output_path';
@@ -493,6 +493,7 @@ export class SoCoTrainer extends EventEmitter {
                 iter: this.step, epoch: Math.floor((this.step - 1) / ipe), loss: g.loss, lr, tau,
                 imagesPerSec: w.imagesPerSec, secPerIter: w.secPerIter, dataWaitFrac: w.dataWaitFrac,
                 memoryMiB: residentMiB(), peakMemoryMiB: peakResidentMiB(), embeddingStd: r.embeddingStd, pairs: g.pairs, time: Date.now(),
+                ...(this.device.startsWith('cuda') ? { deviceMemoryMiB: deviceMemoryMiB(this.device) } : {}),
                 ...(this.lossScale ? { lossScale: this.lossScale.scale } : {}),
               };
               metrics.write(rec);
