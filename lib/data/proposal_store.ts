@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as zlib from 'zlib';
-import { processAlive } from '../io/lock';
+import { processAlive } from '../io/temp_files';
 import { imageOrderKey } from './image_files';
 
 const LOG_MAGIC = 'SOCOPRP1';

@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { native } from '../torch/native';
+import { processAlive } from './temp_files';
 
 export interface LockOwner { pid: number; host: string; command: string; since: string }
 
@@ -34,16 +35,6 @@ export class OutputLock {
 
 export function describeOwner(o: LockOwner): string {
   return `pid ${o.pid} on ${o.host} (${o.command}, since ${o.since})`;
-}
-
-/** Whether process `pid` of this host exists (a process of another user counts). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Whether a lock owner may still run: a process of this host that exists, or one of another host. */
