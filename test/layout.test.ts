@@ -1,12 +1,14 @@
 // The source layout stays what readers and tools expect: no folder named `dist` under lib/ (dist/
 // is every Node package's build output), and imports inside lib/ run one way (no cycles, type-only
-// imports included: a cycle is a design knot even where TypeScript erases it at run time).
+// imports included: a cycle is a design knot even where TypeScript erases it at run time); shell
+// scripts keep their run bit.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-const LIB = path.resolve(__dirname, '..', '..', 'lib');
+const ROOT = path.resolve(__dirname, '..', '..');
+const LIB = path.join(ROOT, 'lib');
 
 function walk(dir: string, out: { files: string[]; dirs: string[] } = { files: [], dirs: [] }): { files: string[]; dirs: string[] } {
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -93,5 +95,11 @@ describe('source layout', () => {
     assert.ok(graph.get(path.join(LIB, 'train', 'trainer.ts'))!.includes(path.join(LIB, 'train', 'config.ts')));
     assert.ok([...graph.values()].reduce((n, d) => n + d.length, 0) > 100);
     assert.deepEqual(importCycles(LIB), []);
+  });
+
+  it('every shell script under scripts/ is executable, as the docs run them (scripts/gpu-check.sh prepare)', () => {
+    const scripts = fs.readdirSync(path.join(ROOT, 'scripts')).filter((f) => f.endsWith('.sh'));
+    assert.ok(scripts.includes('gpu-check.sh'));
+    assert.deepEqual(scripts.filter((f) => !(fs.statSync(path.join(ROOT, 'scripts', f)).mode & 0o111)), []);
   });
 });
