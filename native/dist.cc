@@ -329,7 +329,8 @@ Napi::Value CreateStore(const Napi::CallbackInfo& info) {
             *out = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
         } catch (const std::exception&) {
           std::string m = Describe(std::current_exception());
-          if (server && m.find("Address already in use") != std::string::npos)
+          // 1.13 says "Address already in use", 2.x "EADDRINUSE, message: address already in use".
+          if (server && (m.find("Address already in use") != std::string::npos || m.find("EADDRINUSE") != std::string::npos))
             throw std::runtime_error("port " + std::to_string(port) +
                                      " is in use on this machine (another job, or an earlier run still exiting): "
                                      "choose another --master-port (MASTER_PORT), the same on every node");

@@ -120,11 +120,31 @@ export function missingMessage(missing: number[], worldSize: number, localWorldS
 }
 
 /**
- * The store's operations, bounded. c10d's client waits for an answer without limit, so an
- * operation that gets none within opTimeout (a master gone silent, or another program on its port)
- * fails the rendezvous, and a stop request ends the wait (unless `interruptible` is false, as when
- * telling the others why this rank leaves); either way the operation is left blocked.
+ * A store operation, bounded. c10d's client waits for an answer without limit (torch 2.x's client
+ * also when it connects: its handshake has no timeout), so an operation that gets none within
+ * opTimeout (a master gone silent, or another program on its port) fails the rendezvous, and a
+ * stop request ends the wait (unless `interruptible` is false, as when telling the others why
+ * this rank leaves); either way the operation is left blocked (RendezvousError.blocked).
  */
+function bounded<T>(run: () => Promise<T>, o: RendezvousOptions, where: string, interruptible: boolean): Promise<T> {
+  const { masterAddr, masterPort } = o.layout;
+  return new Promise<T>((resolve, reject) => {
+    const t0 = Date.now();
+    const watch = setInterval(() => {
+      // A stop request first lets an operation that is merely slow finish (then the others are told why).
+      const stop = interruptible && Date.now() - t0 > 1000 ? o.stopReason() : null;
+      if (stop) reject(new RendezvousError(`${where} left the rendezvous: ${stop}`, true, true));
+      else if (Date.now() - t0 > opTimeout(o))
+        reject(new RendezvousError(`the rendezvous store at ${masterAddr}:${masterPort} does not answer ` +
+          '(node 0 has gone silent, or another program holds that port there)', false, true));
+      else return;
+      clearInterval(watch);
+    }, POLL_MS);
+    run().then(resolve, reject).finally(() => clearInterval(watch));
+  });
+}
+
+/** The store's operations, each bounded. */
 class BoundedStore {
   /** An abandoned operation still waits on a libuv thread. */
   blocked = false;
@@ -138,23 +158,13 @@ class BoundedStore {
     return this.op(async () => (await this.store.get(key, opTimeout(this.o))).toString(), interruptible);
   }
 
-  private op<T>(run: () => Promise<T>, interruptible: boolean): Promise<T> {
-    const { masterAddr, masterPort } = this.o.layout;
-    return new Promise<T>((resolve, reject) => {
-      const t0 = Date.now();
-      const watch = setInterval(() => {
-        // A stop request first lets an operation that is merely slow finish (then the others are told why).
-        const stop = interruptible && Date.now() - t0 > 1000 ? this.o.stopReason() : null;
-        if (stop) reject(new RendezvousError(`${this.where} left the rendezvous: ${stop}`, true, true));
-        else if (Date.now() - t0 > opTimeout(this.o))
-          reject(new RendezvousError(`the rendezvous store at ${masterAddr}:${masterPort} does not answer ` +
-            '(node 0 has gone silent, or another program holds that port there)', false, true));
-        else return;
-        this.blocked = true;
-        clearInterval(watch);
-      }, POLL_MS);
-      run().then(resolve, reject).finally(() => clearInterval(watch));
-    });
+  private async op<T>(run: () => Promise<T>, interruptible: boolean): Promise<T> {
+    try {
+      return await bounded(run, this.o, this.where, interruptible);
+    } catch (err) {
+      if (err instanceof RendezvousError && err.blocked) this.blocked = true;
+      throw err;
+    }
   }
 }
 
@@ -293,5 +303,6 @@ async function connect(o: RendezvousOptions, deadline: number): Promise<TCPStore
     if (!(code === 'ETIMEDOUT' && wait < 4000 && last)) last = code;
     await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())));
   }
-  return TCPStore.create({ host, port, isServer: false, timeoutMs: opTimeout(o), prefix: o.agentStore ?? '' });
+  return bounded(() => TCPStore.create({ host, port, isServer: false, timeoutMs: opTimeout(o), prefix: o.agentStore ?? '' }),
+    o, `node ${nodeRank} (rank ${rank})`, true);
 }
