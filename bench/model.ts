@@ -13,7 +13,8 @@ import * as path from 'path';
 import * as torch from '../lib/torch';
 import { Tensor } from '../lib/torch';
 import { SoCoModel, SoCoView } from '../lib/model';
-import { writeBundle } from '../test/reference/soco_ref';
+import { socoLoss } from '../lib/train/loss';
+import { PYTHON, writeBundle } from '../test/reference/soco_ref';
 import { report } from './util';
 import type { BenchOptions } from './index';
 
@@ -52,14 +53,7 @@ function makeViews(BATCH: number): { views: SoCoView[]; named: Record<string, Te
 }
 
 function loss(online: Tensor[], target: Tensor[]): Tensor {
-  let total: Tensor | null = null;
-  for (const [a, b] of PAIRS) {
-    for (const [x, y] of [[a, b], [b, a]]) {
-      const t = torch.cosineSimilarity(online[x], target[y], 2).mean().mul(-2);
-      total = total ? total.add(t) : t;
-    }
-  }
-  return total!;
+  return socoLoss(PAIRS.map(([a, b]) => ({ name: `v${a + 1}-v${b + 1}`, onlineA: online[a], targetA: target[a], onlineB: online[b], targetB: target[b] }))).loss;
 }
 
 /** The reference as a child process that runs one timed step per request. */
@@ -67,8 +61,8 @@ class Reference {
   private proc;
   private lines: AsyncIterator<string>;
   constructor(dir: string, threads: number) {
-    // SOCO_PYTHON: a Python with torch and torchvision (on a CUDA machine, its PyTorch's venv).
-    this.proc = spawn(process.env.SOCO_PYTHON ?? '/usr/bin/python3', [path.join(ROOT, 'test', 'reference', 'soco_ref.py'), 'bench', dir, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // PYTHON (SOCO_PYTHON): a Python with torch and torchvision (on a CUDA machine, its PyTorch's venv).
+    this.proc = spawn(PYTHON, [path.join(ROOT, 'test', 'reference', 'soco_ref.py'), 'bench', dir, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.lines = (async function* (out: NodeJS.ReadableStream) {
       let buf = '';
       for await (const chunk of out) {
@@ -102,7 +96,7 @@ export async function run(opts: BenchOptions = { device: 'cpu' }): Promise<void>
   const n = threads();
   torch.setNumThreads(n);
   const { views: host, named } = makeViews(BATCH);
-  const model = new SoCoModel({ arch: 'fpn', depth: 50 }).train();
+  const model = new SoCoModel({ arch: 'fpn', depth: 50 }).train();  // the paper's network, as the reference builds it
   let views = host;
   if (cuda) {
     model.to(opts.device);
@@ -128,7 +122,7 @@ export async function run(opts: BenchOptions = { device: 'cpu' }): Promise<void>
   try {
     writeBundle(dir, named);
     fs.writeFileSync(path.join(dir, 'request.json'), JSON.stringify({
-      options: model.options, views: SIZES.map((_, v) => [`image${v}`, `boxes${v}`]), pairs: PAIRS,
+      variant: { arch: 'fpn', depth: 50 }, views: SIZES.map((_, v) => [`image${v}`, `boxes${v}`]), pairs: PAIRS,
       device: opts.device, autocast: cuda ? 'bfloat16' : null,
     }));
     ref = new Reference(dir, n);
