@@ -519,7 +519,9 @@ def nn_layers(in_dir, out_dir):
 def check_export(tsv, *files):
     """Loads each export (.pth with torch.load(weights_only=True), .pkl with Detectron2's
     pickle.load(encoding='latin1')), checks its keys and shapes against the TSV exactly, and
-    prints JSON {file: {key: [dtype, shape, sum, abs sum]}} for the caller to compare values."""
+    prints JSON {file: {key: [dtype, shape, sha256 of the little-endian values]}} for the caller to
+    compare every value with its own."""
+    import hashlib
     import pickle
     with open(tsv) as f:
         expected = {k: json.loads(s) for k, s in (line.rstrip('\n').split('\t') for line in f if line.strip())}
@@ -542,7 +544,9 @@ def check_export(tsv, *files):
         for k, v in model.items():
             want = torch.int64 if k.endswith('num_batches_tracked') else torch.float32
             assert v.dtype == want, f'{fn}: {k} is {v.dtype}'
-        report[fn] = {k: [str(v.dtype), list(v.shape), float(v.double().sum()), float(v.double().abs().sum())] for k, v in model.items()}
+        # numpy's native byte order is little-endian on every platform LibTorch ships for
+        report[fn] = {k: [str(v.dtype), list(v.shape), hashlib.sha256(v.contiguous().numpy().tobytes()).hexdigest()]
+                      for k, v in model.items()}
     print(json.dumps(report))
 
 
