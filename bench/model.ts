@@ -6,7 +6,6 @@
 // run, both with the same explicit thread count (SOCO_BENCH_THREADS, default: all cores). Steps
 // alternate between the two processes (ours, ref, ours, ...) so that both see the same machine
 // load; medians of SOCO_BENCH_REPS (default 3) steps after one warm-up each, in images per second.
-import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -15,7 +14,7 @@ import { Tensor } from '../lib/torch';
 import { SoCoModel, SoCoView } from '../lib/model';
 import { socoLoss } from '../lib/train/loss';
 import { PYTHON, writeBundle } from '../test/reference/soco_ref';
-import { report } from './util';
+import { PythonServer, median, report } from './util';
 import type { BenchOptions } from './index';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -57,36 +56,17 @@ function loss(online: Tensor[], target: Tensor[]): Tensor {
 }
 
 /** The reference as a child process that runs one timed step per request. */
-class Reference {
-  private proc;
-  private lines: AsyncIterator<string>;
+class Reference extends PythonServer {
   constructor(dir: string, threads: number) {
     // PYTHON (SOCO_PYTHON): a Python with torch and torchvision (on a CUDA machine, its PyTorch's venv).
-    this.proc = spawn(PYTHON, [path.join(ROOT, 'test', 'reference', 'soco_ref.py'), 'bench', dir, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    this.lines = (async function* (out: NodeJS.ReadableStream) {
-      let buf = '';
-      for await (const chunk of out) {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) { yield buf.slice(0, i); buf = buf.slice(i + 1); }
-      }
-    })(this.proc.stdout!.setEncoding('utf8'));
-  }
-  async line(): Promise<string> {
-    const { value, done } = await this.lines.next();
-    if (done) throw new Error('test/reference/soco_ref.py bench exited early');
-    return value;
+    super(path.join(ROOT, 'test', 'reference', 'soco_ref.py'), ['bench', dir, String(threads)], PYTHON);
   }
   /** [wall, cpu] seconds of one step and the peak CUDA bytes so far. */
   async step(): Promise<[number, number, number]> {
-    this.proc.stdin!.write('step\n');
-    const [wall, cpu, peak] = (await this.line()).split(' ').map(Number);
+    const [wall, cpu, peak] = (await this.ask('step')).split(' ').map(Number);
     return [wall, cpu, peak];
   }
-  close(): void { this.proc.stdin!.end(); }
 }
-
-const median = (v: number[]): number => v.slice().sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 export async function run(opts: BenchOptions = { device: 'cpu' }): Promise<void> {
   const cuda = opts.device.startsWith('cuda');
