@@ -57,6 +57,9 @@ function pilInputs(files: string[], tmp: string, resize?: string): { inputs: Rgb
   return { inputs, manifest };
 }
 
+/** For the fresh-process scripts: kb('VmRSS') reads /proc/self/status, as the reference does. */
+const KB_JS = String.raw`const kb = (k) => Number(new RegExp(k + ':\\s+(\\d+)').exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]);`;
+
 const params = (p: SelectiveSearchParams): string[] => ['--scale', String(p.scale), '--sigma', String(p.sigma), '--min-size', String(p.minSize)];
 const mean = (v: number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
 
@@ -145,7 +148,7 @@ async function memory(tmp: string, p: SelectiveSearchParams): Promise<void> {
   const js = path.join(tmp, 'mem.js');
   fs.writeFileSync(js, `const fs = require('fs');
 const { selectiveSearch } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'data', 'selective_search.js'))});
-const kb = (k) => Number(new RegExp(k + ':\\\\s+(\\\\d+)').exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+${KB_JS}
 const rgb = new Uint8Array(fs.readFileSync(${JSON.stringify(x.file)}));
 fs.writeFileSync('/proc/self/clear_refs', '5');
 const before = kb('VmRSS');
@@ -179,7 +182,7 @@ async function proposalStore(tmp: string): Promise<void> {
   const js = path.join(tmp, 'store.js');
   fs.writeFileSync(js, `const fs = require('fs');
 const { ProposalStore } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'data', 'proposal_store.js'))});
-const kb = (k) => Number(new RegExp(k + ':\\s+(\\d+)').exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+${KB_JS}
 const keys = JSON.parse(fs.readFileSync(${JSON.stringify(keysFile)}, 'utf8'));
 const before = kb('VmRSS');
 let t0 = process.hrtime.bigint();

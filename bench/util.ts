@@ -11,7 +11,11 @@ export function report(name: string, ours: number, ref: number, unit: string, hi
   console.log(`bench: ${name} ours=${fmt(ours)} ${unit} ref=${fmt(ref)} ${unit} ratio=${ratio.toFixed(3)}`);
 }
 
-export const median = (v: readonly number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+export function median(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
 
 /**
  * Runs an image-side reference script (PIL, scikit-image, OpenCV) to completion with Debian's
