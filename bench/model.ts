@@ -6,16 +6,15 @@
 // run, both with the same explicit thread count (SOCO_BENCH_THREADS, default: all cores). Steps
 // alternate between the two processes (ours, ref, ours, ...) so that both see the same machine
 // load; medians of SOCO_BENCH_REPS (default 3) steps after one warm-up each, in images per second.
-import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as torch from '../lib/torch';
 import { Tensor } from '../lib/torch';
 import { SoCoModel, SoCoView } from '../lib/model';
-import { writeBundle } from '../test/reference/soco_ref';
-import { PYTHON } from '../test/reference/python';
-import { report } from './util';
+import { socoLoss } from '../lib/train/loss';
+import { PYTHON, writeBundle } from '../test/reference/soco_ref';
+import { PythonServer, median, report } from './util';
 import type { BenchOptions } from './index';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -53,47 +52,21 @@ function makeViews(BATCH: number): { views: SoCoView[]; named: Record<string, Te
 }
 
 function loss(online: Tensor[], target: Tensor[]): Tensor {
-  let total: Tensor | null = null;
-  for (const [a, b] of PAIRS) {
-    for (const [x, y] of [[a, b], [b, a]]) {
-      const t = torch.cosineSimilarity(online[x], target[y], 2).mean().mul(-2);
-      total = total ? total.add(t) : t;
-    }
-  }
-  return total!;
+  return socoLoss(PAIRS.map(([a, b]) => ({ name: `v${a + 1}-v${b + 1}`, onlineA: online[a], targetA: target[a], onlineB: online[b], targetB: target[b] }))).loss;
 }
 
 /** The reference as a child process that runs one timed step per request. */
-class Reference {
-  private proc;
-  private lines: AsyncIterator<string>;
+class Reference extends PythonServer {
   constructor(dir: string, threads: number) {
-    // PYTHON: the lane's torch and torchvision (on a CUDA machine, its PyTorch's venv).
-    this.proc = spawn(PYTHON, [path.join(ROOT, 'test', 'reference', 'soco_ref.py'), 'bench', dir, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    this.lines = (async function* (out: NodeJS.ReadableStream) {
-      let buf = '';
-      for await (const chunk of out) {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) { yield buf.slice(0, i); buf = buf.slice(i + 1); }
-      }
-    })(this.proc.stdout!.setEncoding('utf8'));
-  }
-  async line(): Promise<string> {
-    const { value, done } = await this.lines.next();
-    if (done) throw new Error('test/reference/soco_ref.py bench exited early');
-    return value;
+    // PYTHON (SOCO_PYTHON): a Python with torch and torchvision (on a CUDA machine, its PyTorch's venv).
+    super(path.join(ROOT, 'test', 'reference', 'soco_ref.py'), ['bench', dir, String(threads)], PYTHON);
   }
   /** [wall, cpu] seconds of one step and the peak CUDA bytes so far. */
   async step(): Promise<[number, number, number]> {
-    this.proc.stdin!.write('step\n');
-    const [wall, cpu, peak] = (await this.line()).split(' ').map(Number);
+    const [wall, cpu, peak] = (await this.ask('step')).split(' ').map(Number);
     return [wall, cpu, peak];
   }
-  close(): void { this.proc.stdin!.end(); }
 }
-
-const median = (v: number[]): number => v.slice().sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 export async function run(opts: BenchOptions = { device: 'cpu' }): Promise<void> {
   const cuda = opts.device.startsWith('cuda');
@@ -103,7 +76,7 @@ export async function run(opts: BenchOptions = { device: 'cpu' }): Promise<void>
   const n = threads();
   torch.setNumThreads(n);
   const { views: host, named } = makeViews(BATCH);
-  const model = new SoCoModel({ arch: 'fpn', depth: 50 }).train();
+  const model = new SoCoModel({ arch: 'fpn', depth: 50 }).train();  // the paper's network, as the reference builds it
   let views = host;
   if (cuda) {
     model.to(opts.device);
@@ -129,7 +102,7 @@ export async function run(opts: BenchOptions = { device: 'cpu' }): Promise<void>
   try {
     writeBundle(dir, named);
     fs.writeFileSync(path.join(dir, 'request.json'), JSON.stringify({
-      options: model.options, views: SIZES.map((_, v) => [`image${v}`, `boxes${v}`]), pairs: PAIRS,
+      variant: { arch: 'fpn', depth: 50 }, views: SIZES.map((_, v) => [`image${v}`, `boxes${v}`]), pairs: PAIRS,
       device: opts.device, autocast: cuda ? 'bfloat16' : null,
     }));
     ref = new Reference(dir, n);

@@ -18,33 +18,46 @@ Usage (Debian's /usr/bin/python3):
       rects (authors' [x, y, w, h] for every region, in region order)
   selective_search_ref.py felz --labels DIR [--scale --sigma --min-size] IMAGE...
       skimage labels (int32) and the decoded RGB bytes written to DIR, one JSON line per image
-  selective_search_ref.py decode IMAGE OUT.rgb     raw RGB HWC bytes (PIL, .convert('RGB'))
-  selective_search_ref.py opencv [--scale --sigma --min-size] IMAGE...
-      OpenCV's single-strategy selective search (speed yardstick only): JSON lines with seconds
+  selective_search_ref.py decode IMAGE OUT.rgb [--resize WxH]
+      raw RGB HWC bytes (PIL, .convert('RGB'), then resized bilinear); prints width, height
+  selective_search_ref.py serve [--scale --sigma --min-size] INPUTS.json
+      for bench/selective_search.ts: INPUTS.json lists {rgb, width, height} (raw RGB files, the
+      bytes ours reads); every import happens before the first command. Commands on stdin:
+        ss I REPS       the authors' algorithm on input I, REPS times: {seconds (median), rects}
+        opencv I REPS   OpenCV's single-strategy selective search (speed yardstick only: other
+                        boxes), REPS times: {seconds (median), nboxes}
+  selective_search_ref.py memory ss|opencv [--scale --sigma --min-size] INPUTS.json I
+      one search on input I in this fresh process: {mb} = peak RSS during the search over the
+      RSS before it (peak reset through /proc/self/clear_refs after the imports and the load)
+  selective_search_ref.py json-store STORE.json KEYS.json
+      the authors' proposal file as their loader reads it (json.load), then a lookup of each key
+      of KEYS.json: {open_ms, get_us (mean per lookup), mb (RSS growth)}
 """
 import json
+import os
+import statistics
 import sys
 import time
 
 import numpy as np
+import skimage.color
+import skimage.feature
+import skimage.segmentation
+import skimage.util
 
 
-RESIZE = None  # (w, h): --resize WxH, PIL bilinear (ImageNet-typical 500x375 for projections)
-
-
-def load_rgb(path):
+def load_rgb(path, resize=None):
+    """PIL's RGB pixels of an image file, optionally resized bilinear to resize = (w, h)."""
     from PIL import Image
     with Image.open(path) as im:
         im = im.convert('RGB')
-        if RESIZE:
-            im = im.resize(RESIZE, Image.BILINEAR)
+        if resize:
+            im = im.resize(resize, Image.BILINEAR)
         return np.asarray(im)
 
 
 def region_stats(rgb, labels, n):
     """Bounding boxes, sizes, colour and texture histograms per initial region."""
-    import skimage.color
-    import skimage.feature
     h, w = labels.shape
     flat = labels.ravel()
     ys, xs = np.divmod(np.arange(h * w), w)
@@ -122,8 +135,6 @@ def merge(a, b):
 
 
 def selective_search(rgb, scale, sigma, min_size):
-    import skimage.segmentation
-    import skimage.util
     t0 = time.perf_counter()
     labels = skimage.segmentation.felzenszwalb(skimage.util.img_as_float(rgb), scale=scale,
                                                sigma=sigma, min_size=min_size)
@@ -154,6 +165,79 @@ def selective_search(rgb, scale, sigma, min_size):
     return labels, rects, seg_s, n
 
 
+def opencv_search(bgr, scale, sigma, min_size):
+    from cv2.ximgproc import segmentation as seg
+    ss = seg.createSelectiveSearchSegmentation()
+    gs = seg.createGraphSegmentation(sigma, scale, min_size)
+    strat = seg.createSelectiveSearchSegmentationStrategyMultiple(
+        seg.createSelectiveSearchSegmentationStrategyColor(),
+        seg.createSelectiveSearchSegmentationStrategyTexture(),
+        seg.createSelectiveSearchSegmentationStrategySize(),
+        seg.createSelectiveSearchSegmentationStrategyFill())
+    ss.setBaseImage(bgr)
+    ss.addImage(bgr)
+    ss.addGraphSegmentation(gs)
+    ss.addStrategy(strat)
+    return ss.process()
+
+
+def import_opencv():
+    import cv2
+    cv2.setNumThreads(1)
+
+
+def load_inputs(manifest):
+    with open(manifest) as f:
+        return [np.fromfile(m['rgb'], np.uint8).reshape(m['height'], m['width'], 3) for m in json.load(f)]
+
+
+def kb(field):
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ':'))
+
+
+def serve(opts, inputs):
+    import_opencv()
+    bgr = [np.ascontiguousarray(rgb[:, :, ::-1]) for rgb in inputs]
+    args = (opts['scale'], opts['sigma'], opts['min_size'])
+    for line in sys.stdin:
+        cmd, i, reps = line.split()
+        i, times = int(i), []
+        for _ in range(int(reps)):
+            t0 = time.perf_counter()
+            out = selective_search(inputs[i], *args)[1] if cmd == 'ss' else opencv_search(bgr[i], *args)
+            times.append(time.perf_counter() - t0)
+        res = dict(rects=out) if cmd == 'ss' else dict(nboxes=int(len(out)))
+        print(json.dumps(dict(seconds=statistics.median(times), **res)), flush=True)
+
+
+def memory(what, opts, rgb):
+    if what == 'opencv':
+        import_opencv()
+        rgb = np.ascontiguousarray(rgb[:, :, ::-1])
+    search = selective_search if what == 'ss' else opencv_search
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # VmHWM := VmRSS
+    before = kb('VmRSS')
+    search(rgb, opts['scale'], opts['sigma'], opts['min_size'])
+    print(json.dumps(dict(mb=(kb('VmHWM') - before) / 1024)))
+
+
+def json_store(store, keys_file):
+    with open(keys_file) as f:
+        keys = json.load(f)
+    before = kb('VmRSS')
+    t0 = time.perf_counter()
+    with open(store) as f:
+        props = json.load(f)
+    open_ms = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    for k in keys:
+        props[k]
+    get_us = (time.perf_counter() - t0) * 1e6 / len(keys)
+    print(json.dumps(dict(open_ms=open_ms, get_us=get_us, mb=(kb('VmRSS') - before) / 1024)))
+
+
 def parse(argv):  # noqa: C901 (flat option loop)
     opts = dict(scale=500.0, sigma=0.9, min_size=10, labels=None)
     files = []
@@ -164,9 +248,6 @@ def parse(argv):  # noqa: C901 (flat option loop)
             opts[a[2:]] = float(argv[i + 1]); i += 2
         elif a == '--min-size':
             opts['min_size'] = int(argv[i + 1]); i += 2
-        elif a == '--resize':
-            global RESIZE
-            RESIZE = tuple(int(v) for v in argv[i + 1].split('x')); i += 2
         elif a == '--labels':
             opts['labels'] = argv[i + 1]; i += 2
         else:
@@ -177,33 +258,41 @@ def parse(argv):  # noqa: C901 (flat option loop)
 def main():
     cmd = sys.argv[1]
     if cmd == 'decode':
-        rgb = load_rgb(sys.argv[2])
+        resize = None
+        if len(sys.argv) > 5 and sys.argv[4] == '--resize':
+            resize = tuple(int(v) for v in sys.argv[5].split('x'))
+        rgb = load_rgb(sys.argv[2], resize)
         with open(sys.argv[3], 'wb') as f:
             f.write(np.ascontiguousarray(rgb).tobytes())
         print(json.dumps(dict(width=rgb.shape[1], height=rgb.shape[0])))
         return
+    if cmd == 'json-store':
+        json_store(sys.argv[2], sys.argv[3])
+        return
+    if cmd == 'memory':
+        opts, rest = parse(sys.argv[3:])
+        memory(sys.argv[2], opts, load_inputs(rest[0])[int(rest[1])])
+        return
     opts, files = parse(sys.argv[2:])
+    if cmd == 'serve':
+        serve(opts, load_inputs(files[0]))
+        return
     for path in files:
         rgb = load_rgb(path)
-        if cmd == 'ss' and opts['labels']:
-            import os
-            np.ascontiguousarray(rgb).tofile(os.path.join(opts['labels'], os.path.basename(path) + '.rgb'))
         if cmd == 'ss':
+            if opts['labels']:
+                np.ascontiguousarray(rgb).tofile(os.path.join(opts['labels'], os.path.basename(path) + '.rgb'))
             t0 = time.perf_counter()
             labels, rects, seg_s, n = selective_search(rgb, opts['scale'], opts['sigma'],
                                                         opts['min_size'])
             secs = time.perf_counter() - t0
             if opts['labels']:
-                import os
                 out = os.path.join(opts['labels'], os.path.basename(path) + '.labels')
                 labels.astype(np.int32).tofile(out)
             print(json.dumps(dict(path=path, width=rgb.shape[1], height=rgb.shape[0],
                                   seconds=secs, seg_seconds=seg_s, nsegments=n, rects=rects)),
                   flush=True)
         elif cmd == 'felz':  # segmentation only: labels as int32 files in --labels DIR
-            import os
-            import skimage.segmentation
-            import skimage.util
             labels = skimage.segmentation.felzenszwalb(skimage.util.img_as_float(rgb),
                                                        scale=opts['scale'], sigma=opts['sigma'],
                                                        min_size=opts['min_size'])
@@ -214,27 +303,6 @@ def main():
             print(json.dumps(dict(path=path, width=rgb.shape[1], height=rgb.shape[0],
                                   nsegments=int(labels.max()) + 1, labels=out, rgb=rgb_out)),
                   flush=True)
-        elif cmd == 'opencv':
-            import cv2
-            cv2.setNumThreads(1)
-            from cv2.ximgproc import segmentation as seg
-            bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-            t0 = time.perf_counter()
-            ss = seg.createSelectiveSearchSegmentation()
-            gs = seg.createGraphSegmentation(opts['sigma'], opts['scale'], opts['min_size'])
-            strat = seg.createSelectiveSearchSegmentationStrategyMultiple(
-                seg.createSelectiveSearchSegmentationStrategyColor(),
-                seg.createSelectiveSearchSegmentationStrategyTexture(),
-                seg.createSelectiveSearchSegmentationStrategySize(),
-                seg.createSelectiveSearchSegmentationStrategyFill())
-            ss.setBaseImage(bgr)
-            ss.addImage(bgr)
-            ss.addGraphSegmentation(gs)
-            ss.addStrategy(strat)
-            boxes = ss.process()
-            secs = time.perf_counter() - t0
-            print(json.dumps(dict(path=path, width=rgb.shape[1], height=rgb.shape[0],
-                                  seconds=secs, nboxes=int(len(boxes)))), flush=True)
         else:
             raise SystemExit(f'unknown command {cmd}')
 

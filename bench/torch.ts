@@ -11,43 +11,28 @@
 //   channels, 56x56, 3x3, padding 1, with the same explicit thread count on both sides
 //   (SOCO_BENCH_THREADS, default: all cores). Target: ratio 1.0 within noise.
 //
-// The reference runs PYTHON (test/reference/python.ts: SOCO_PYTHON, default Debian's torch), the
-// same torch the addon is built against in each lane; for --device cuda, one whose torch has CUDA.
-import { ChildProcessByStdio, spawn } from 'child_process';
-import { Readable, Writable } from 'stream';
+// PYTHON (test/reference/python.ts: SOCO_PYTHON, default Debian's /usr/bin/python3 with CPU
+// torch) is the reference's interpreter; for --device cuda it must be one whose torch has CUDA.
 import * as os from 'os';
 import * as path from 'path';
-import * as readline from 'readline';
 import * as torch from '../lib/torch';
-import type { BenchOptions } from './index';
-import { report } from './util';
 import { PYTHON } from '../test/reference/python';
+import type { BenchOptions } from './index';
+import { PythonServer, median, report } from './util';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'bench', 'torch_ref.py');
 const ROUNDS = 7;
 const OPS_PER_ROUND = 200000;
 
-class PythonTorch {
-  private proc: ChildProcessByStdio<Writable, Readable, null>;
-  private lines: AsyncIterableIterator<string>;
-  constructor() {
-    this.proc = spawn(PYTHON, [SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
-    this.lines = readline.createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]();
-  }
-  async ask(cmd: string): Promise<number> {
-    this.proc.stdin.write(`${cmd}\n`);
-    const { value, done } = await this.lines.next();
-    if (done) throw new Error(`bench/torch_ref.py exited while answering '${cmd}'`);
-    return Number(value);
-  }
-  close(): void { this.proc.stdin.end(); }
+/** bench/torch_ref.py: every answer is a number of seconds. */
+class PythonTorch extends PythonServer {
+  constructor() { super(SCRIPT, [], PYTHON); }
+  async seconds(cmd: string): Promise<number> { return Number(await this.ask(cmd)); }
 }
 
 function threads(): number {
   return Number(process.env.SOCO_BENCH_THREADS ?? (os.availableParallelism?.() ?? os.cpus().length));
 }
-
-const median = (v: number[]): number => v.slice().sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 function sync(device: string): void {
   if (device.startsWith('cuda')) torch.cuda.synchronize();
@@ -58,7 +43,7 @@ async function withPython<R>(device: string, fn: (py: PythonTorch) => Promise<R>
   try {
     const n = threads();
     torch.setNumThreads(n);
-    const theirs = await py.ask(`setup ${device} ${n}`);
+    const theirs = await py.seconds(`setup ${device} ${n}`);
     if (theirs !== n) throw new Error(`Python runs ${theirs} threads, we run ${n}`);
     return await fn(py);
   } finally {
@@ -97,7 +82,7 @@ export async function runOpOverhead(opts: BenchOptions): Promise<void> {
     const clock = device === 'cpu' ? 'cpu' : 'wall';
     for (let r = 0; r < ROUNDS; r++) {
       ours.push(opRound(a, b, OPS_PER_ROUND, false, device));
-      ref.push(await py.ask(`op ${OPS_PER_ROUND} ${clock}`));
+      ref.push(await py.seconds(`op ${OPS_PER_ROUND} ${clock}`));
       scoped.push(opRound(a, b, OPS_PER_ROUND, true, device));
     }
     a.dispose();
@@ -126,12 +111,13 @@ export async function runConv2d(opts: BenchOptions): Promise<void> {
       return Number(process.hrtime.bigint() - t0) / 1e9;
     };
     iteration();  // warm-up: allocator, kernel selection
-    await py.ask('conv 1');
+    await py.seconds('conv 1');
     const ours: number[] = [];
     const ref: number[] = [];
     for (let r = 0; r < 3; r++) {
-      for (let i = 0; i < reps; i++) ours.push(iteration());
-      ref.push(await py.ask(`conv ${reps}`));
+      // Both sides: the median of each round's reps, then the median over rounds.
+      ours.push(median(Array.from({ length: reps }, iteration)));
+      ref.push(await py.seconds(`conv ${reps}`));
     }
     x.dispose();
     w.dispose();

@@ -1,45 +1,51 @@
-// View pipeline benchmarks against the authors' PIL + torchvision pipeline (bench/views_ref.py), on
-// the same real photos (test/fixtures/images), measured as CPU time per image (user + system, all
-// threads: core-seconds, so the decode threads count in full) in the same run, in alternating
-// rounds:
+// View pipeline benchmarks against PIL + torchvision (bench/views_ref.py, which documents the
+// reference's side in detail), on the same real photos (test/fixtures/images) with the same
+// proposals (a store of 200 boxes per photo; the reference reads the same boxes), as CPU seconds
+// per image (user + system, all threads: core-seconds, so the decode threads count in full),
+// one intra-op thread, everything on the CPU:
 //
-// `loader-host-vs-torchvision`: what the host pays per image when the augmentations run on the
-//   training device: decode (JPEG DCT-scaled to the smallest scale >= the V1 size; the exact
-//   resize to V1 runs on the device), proposal lookup, view geometry, augmentation parameters,
-//   batch assembly into pinned tensors where CUDA exists (SoCoLoader.hostBatches).
-// `views-vs-torchvision`: everything on the CPU, one intra-op thread: the above plus crops,
-//   resizes and the batched BYOL augmentations (SoCoLoader.epoch on 'cpu').
+// `views-vs-torchvision`: the authors' layout on both sides, what their code pays per image: a
+//   full-size decode; V1 the whole image at 224, V2 (224) and V3 (112) random crops of the raw
+//   image; K = 4 proposals common to the views (kept when they intersect, clipped), V1 box
+//   jitter; per view flip and the BYOL augmentations (colour jitter, grayscale, blur, solarize,
+//   normalise); the batch's views stacked (ours: SoCoLoader.epoch, preset official's geometry).
+// `views-paper-vs-torchvision`: the paper's layout on both sides: the JPEG decoded with DCT
+//   scaling to the smallest scale >= 224 (PIL: draft()) and resized to V1; V2 a crop of V1, V3 V2
+//   at 112; proposals inside the views; the same augmentations (ours: SoCoLoader.epoch).
+// `loader-host-vs-pil`: the host stage of the paper's layout when the views are cut and augmented
+//   on the training device (CUDA): the DCT-scaled decode into a uint8 tensor per image, every
+//   random draw and the box arithmetic, on both sides; the crops, resizes and augmentations run
+//   later on the device and are counted on neither side (ours: SoCoLoader.hostBatches).
 //
-// The reference does the whole pipeline per image with PIL (decode, resize, crops, ColorJitter,
-// grayscale, PIL Gaussian blur, solarize, ToTensor, Normalize). Ours runs the paper's layout
-// (V2, V3 cropped from V1); the reference the authors' (crops of the raw image), as they ran it.
+// Warm-up, the same on both sides: WARMUP_EPOCHS passes over the photos before the first timed
+// one (ours needs them: V8 compiles the per-image JS in tiers over the first few hundred images;
+// the reference gets the same). Then ROUNDS rounds alternate, each REPS passes of ours then REPS
+// of the reference; each side's figure is the median over rounds of its median pass.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { readImageSize } from '../lib/data/image';
 import { ProposalStore, ProposalStoreWriter } from '../lib/data/proposal_store';
 import { SoCoLoader, disposeBatch } from '../lib/data/loader';
-import { Rng } from '../lib/data/views_geometry';
+import { GeometryOptions, PAPER_GEOMETRY, Rng, officialGeometry } from '../lib/data/views_geometry';
 import { setNumThreads } from '../lib/torch';
-import { listImages } from '../lib/cli/proposals';
-import type { BenchOptions } from './index';
-import { python, report } from './util';
+import { listImageFiles } from '../lib/data/image_files';
+import { SYSTEM_PYTHON } from '../test/reference/python';
+import { PythonServer, median, report } from './util';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const IMAGES = path.join(ROOT, 'test', 'fixtures', 'images');
-// Ours and the reference alternate, ROUNDS times REPS each (15 measurements a side, as one block
-// each before), so a change in the load of a shared machine hits both sides alike.
 const ROUNDS = 5;
 const REPS = 3;
-// Ours is measured warm, as a training run sees it: V8 compiles the per-image JS (geometry,
-// proposal lookup) in tiers over the first few hundred images, which costs up to ~1.5 ms/img
-// more in the first epochs of 14 photos; a run decodes millions. The reference warms up once.
 const WARMUP_EPOCHS = 40;
 
-/** A proposal store with 200 plausible boxes per photo (lookups cost what real ones do). */
-async function syntheticStore(dir: string, files: string[]): Promise<ProposalStore> {
+type Layout = 'authors' | 'paper' | 'host';
+
+/** A proposal store with 200 plausible boxes per photo, and the same boxes as JSON for the reference. */
+async function syntheticProposals(dir: string, files: string[]): Promise<{ store: ProposalStore; json: string }> {
   const file = path.join(dir, 'bench.store');
   const w = ProposalStoreWriter.open(file, { bench: true });
+  const all: Record<string, number[]> = {};
   for (const [n, key] of files.entries()) {
     const { width: W, height: H } = await readImageSize(path.join(IMAGES, key));
     const rng = new Rng(n + 1);
@@ -52,9 +58,12 @@ async function syntheticStore(dir: string, files: string[]): Promise<ProposalSto
       boxes.push(x, y, Math.min(W, x + bw), Math.min(H, y + bh));
     }
     w.append(key, { boxes, width: W, height: H, rawCount: 200, uniqueCount: 200, filterStage: 0, millis: 0 });
+    all[path.join(IMAGES, key)] = boxes;
   }
   w.close();
-  return ProposalStore.open(file);
+  const json = path.join(dir, 'proposals.json');
+  fs.writeFileSync(json, JSON.stringify(all));
+  return { store: ProposalStore.open(file), json };
 }
 
 const cpuSeconds = (since: NodeJS.CpuUsage): number => {
@@ -62,83 +71,74 @@ const cpuSeconds = (since: NodeJS.CpuUsage): number => {
   return (u.user + u.system) / 1e6;
 };
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-/**
- * CPU seconds per image of `epoch(e)` (ours) and of the reference, each the median over ROUNDS
- * alternating rounds (ours: the median of REPS epochs; the reference: of REPS passes).
- */
-async function perImage(files: string[], epoch: (e: number) => Promise<number>): Promise<[number, number]> {
-  let e = 0;
-  while (e < WARMUP_EPOCHS) await epoch(e++);  // page cache, lazy initialisation, JIT tiers
-  const ours: number[] = [];
-  const ref: number[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    const times: number[] = [];
-    for (let r = 0; r < REPS; r++) {
-      const t0 = process.cpuUsage();
-      const n = await epoch(e++);
-      times.push(cpuSeconds(t0) / n);
-    }
-    ours.push(median(times));
-    ref.push(reference(files));
-  }
-  return [median(ours), median(ref)];
-}
-
-async function withLoader(device: string, resizeOnDevice: boolean, fn: (loader: SoCoLoader, files: string[]) => Promise<void>): Promise<void> {
+/** One line: ours (`pass(e)` runs epoch e and returns its image count) against the reference's `layout`. */
+async function compare(name: string, layout: Layout, geometry: GeometryOptions, resizeOnDevice: boolean,
+  pass: (loader: SoCoLoader, e: number) => Promise<number>): Promise<void> {
+  setNumThreads(1);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-bench-views-'));
-  const files = listImages(IMAGES);
-  const store = await syntheticStore(dir, files);
+  const files = listImageFiles(IMAGES);
+  const { store, json } = await syntheticProposals(dir, files);
+  const ref = new PythonServer(path.join(ROOT, 'bench', 'views_ref.py'), [json, ...files.map((f) => path.join(IMAGES, f))], SYSTEM_PYTHON);
   try {
-    const loader = new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: files.length, seed: 0, device, prefetch: 2, resizeOnDevice });
-    await fn(loader, files);
+    const loader = new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: files.length, seed: 0, device: 'cpu', prefetch: 2, geometry, resizeOnDevice });
+    let e = 0;
+    while (e < WARMUP_EPOCHS) await pass(loader, e++);
+    await ref.ask(`warmup ${layout} ${WARMUP_EPOCHS}`);
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const times: number[] = [];
+      for (let r = 0; r < REPS; r++) {
+        const t0 = process.cpuUsage();
+        const n = await pass(loader, e++);
+        times.push(cpuSeconds(t0) / n);
+      }
+      ours.push(median(times));
+      theirs.push(Number(await ref.ask(`time ${layout} ${REPS}`)));
+    }
+    report(name, median(ours) * 1e3, median(theirs) * 1e3, 'ms/img', false);
   } finally {
+    ref.close();
     store.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-function reference(files: string[]): number {
-  return Number(python(path.join(ROOT, 'bench', 'views_ref.py'), [String(REPS), ...files.map((f) => path.join(IMAGES, f))]).trim());
+/** Whole epochs on the CPU: decode, views, augmentations, batches. */
+async function wholeEpoch(loader: SoCoLoader, e: number): Promise<number> {
+  let n = 0;
+  for await (const b of loader.epoch(e)) {
+    n += b.keys.length;
+    disposeBatch(b);
+  }
+  return n;
 }
 
-export async function runHost(opts: BenchOptions): Promise<void> {
-  setNumThreads(1);
-  // As configured for a training device: the V1 resize runs there too, the host only decodes.
-  await withLoader(opts.device, true, async (loader, files) => {
-    const [ours, ref] = await perImage(files, async (e) => {
-      let n = 0;
-      for await (const hb of loader.hostBatches(e)) {
-        n += hb.samples.length;
-        hb.v1?.dispose();
-        for (const t of hb.sources ?? []) t.dispose();
-      }
-      return n;
-    });
-    report('loader-host-vs-torchvision', ours * 1e3, ref * 1e3, 'ms/img', false);
-  });
+export async function runAuthors(): Promise<void> {
+  await compare('views-vs-torchvision', 'authors', officialGeometry('fpn'), false, wholeEpoch);
 }
 
-export async function runAll(): Promise<void> {
-  setNumThreads(1);
-  await withLoader('cpu', false, async (loader, files) => {
-    const [ours, ref] = await perImage(files, async (e) => {
-      let n = 0;
-      for await (const b of loader.epoch(e)) {
-        n += b.keys.length;
-        disposeBatch(b);
-      }
-      return n;
-    });
-    report('views-vs-torchvision', ours * 1e3, ref * 1e3, 'ms/img', false);
+export async function runPaper(): Promise<void> {
+  await compare('views-paper-vs-torchvision', 'paper', PAPER_GEOMETRY, false, wholeEpoch);
+}
+
+export async function runHost(): Promise<void> {
+  await compare('loader-host-vs-pil', 'host', PAPER_GEOMETRY, true, async (loader, e) => {
+    let n = 0;
+    for await (const hb of loader.hostBatches(e)) {
+      n += hb.samples.length;
+      hb.v1?.dispose();
+      for (const t of hb.sources ?? []) t.dispose();
+    }
+    return n;
   });
 }
 
 if (require.main === module) {
   (async () => {
-    await runHost({ device: 'cpu' });
-    await runAll();
+    await runAuthors();
+    await runPaper();
+    await runHost();
   })().catch((err) => {
     console.error(err);
     process.exit(1);

@@ -255,24 +255,19 @@ describe('image decode', function () {
     for (const [src, opts, re] of bad) assert.match((await rejection(decode(src, opts))).message, re);
   });
 
-  it('decodes concurrently with the same results as one at a time', async function () {
+  it('decodes concurrently with the same results as one at a time, off the event loop', async function () {
     const files = [...images, ...images, ...images];
-    const t0 = process.hrtime.bigint();
     const sequential: DecodedImage[] = [];
     for (const f of files) sequential.push(await decodeImage(f, { width: 224, height: 224 }));
-    const t1 = process.hrtime.bigint();
-    // Meanwhile the event loop must stay free: count timer ticks during the parallel batch.
-    let ticks = 0;
-    const timer = setInterval(() => ticks++, 1);
-    const parallel = await Promise.all(files.map((f) => decodeImage(f, { width: 224, height: 224 })));
-    clearInterval(timer);
-    const t2 = process.hrtime.bigint();
+    // The event loop keeps turning during the parallel batch: counted, not timed.
+    let turns = 0;
+    let running = true;
+    const spin = (): void => { if (running) { turns++; setImmediate(spin); } };
+    const batch = Promise.all(files.map((f) => decodeImage(f, { width: 224, height: 224 })));
+    setImmediate(spin);
+    const parallel = await batch;
+    running = false;
     parallel.forEach((im, i) => assert.equal(diff(im.data, sequential[i].data).max, 0, files[i]));
-    const seqMs = Number(t1 - t0) / 1e6;
-    const parMs = Number(t2 - t1) / 1e6;
-    // Speed-up depends on cores (2 here, libuv pool of 4): report it, require only no slowdown.
-    console.log(`      ${files.length} decodes: sequential ${seqMs.toFixed(1)} ms, parallel ${parMs.toFixed(1)} ms, ` +
-      `${os.cpus().length} cores, ${ticks} timer ticks during the parallel batch`);
-    assert.ok(parMs < seqMs * 1.2);
+    assert.ok(turns >= 1, `the event loop turned ${turns} times during ${files.length} decodes`);
   });
 });

@@ -89,24 +89,22 @@ describe('proposal store', function () {
     assert.throws(() => ProposalStore.open(path.join(tmp, 'junk')), /not a soco-train proposal store/);
   });
 
-  it('opens a large store quickly with O(1) lookups', () => {
+  // How fast it opens and looks up is measured by `npm run bench -- selective-search`
+  // (proposal-store-open-1.28M), not asserted here.
+  it('a 200k-image store: random lookups return their records', () => {
     const f = path.join(tmp, 'big.ssp');
     const N = 200_000;
     const w = ProposalStoreWriter.open(f, {});
     for (let i = 0; i < N; i++) w.append(`n${String(i % 1000).padStart(8, '0')}/n_${i}.JPEG`, rec(i));
     w.close();
-    const t0 = process.hrtime.bigint();
     const s = ProposalStore.open(f);
-    const openMs = Number(process.hrtime.bigint() - t0) / 1e6;
-    const t1 = process.hrtime.bigint();
-    for (let k = 0; k < 10000; k++) {
-      const i = (k * 7919) % N;
-      assert.deepEqual(s.get(`n${String(i % 1000).padStart(8, '0')}/n_${i}.JPEG`)!.boxes, rec(i).boxes);
-    }
-    const perGetUs = Number(process.hrtime.bigint() - t1) / 1e3 / 10000;
-    s.close();
-    assert.ok(openMs < 50, `open took ${openMs.toFixed(1)} ms`);
-    assert.ok(perGetUs < 200, `get took ${perGetUs.toFixed(1)} us`);
+    try {
+      assert.equal(s.size, N);
+      for (let k = 0; k < 10000; k++) {
+        const i = (k * 7919) % N;
+        assert.deepEqual(s.get(`n${String(i % 1000).padStart(8, '0')}/n_${i}.JPEG`)!.boxes, rec(i).boxes);
+      }
+    } finally { s.close(); }
   });
 
   it("round-trips the authors' JSON ([x, y, w, h], w one pixel short), streaming", async () => {

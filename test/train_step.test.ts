@@ -1,12 +1,19 @@
 // One training iteration on a small real model: the loss falls on a fixed batch, nothing leaks,
 // the target moves by exactly the EMA of the updated online weights, and a non-finite loss stops
-// before any weight changes.
+// before any weight changes. Then two whole iterations of the paper's network (forward, loss, LARS,
+// EMA with the tau schedule) against PyTorch doing the same with torch.nn, torchvision.ops and
+// torch.optim.SGD (test/reference/soco_ref.py train).
 import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as torch from '../lib/torch';
 import { Tensor } from '../lib/torch';
 import { SoCoModel, SoCoView } from '../lib/model';
 import { LARS } from '../lib/train/lars';
+import { tauAt } from '../lib/train/schedules';
 import { NonFiniteLossError, StepPrecision, anchorPairs, trainStep } from '../lib/train/step';
+import { closeness, python, readBundle, writeBundle } from './reference/soco_ref';
 
 function views(seed: number, n: number, k: number, sizes: number[]): SoCoView[] {
   const g = new torch.Generator(seed);
@@ -121,5 +128,88 @@ describe('train step', function () {
     for (const t of [a, b, after, before]) t.dispose();
     for (const r of runs) { r.o.dispose(); for (const t of [...r.m.parameters(), ...r.m.buffers()]) t.dispose(); }
     for (const v of small) { v.image.dispose(); v.boxes.dispose(); }
+  });
+});
+
+describe('two training iterations vs the PyTorch reference', function () {
+  this.timeout(600_000);
+  // Element by element as torch.allclose. Values (losses, weights, BN buffers, the target):
+  // torch.testing.assert_close's float32 tolerances. Changes (each trained weight's update over the
+  // two iterations, the momentum buffers: both about lr x 1e-3 of the weights under LARS): 0.1%,
+  // and 1e-7 absolute, where the second iteration's gradients carry the first update's float32
+  // rounding through the network.
+  const VALUES = { rtol: 1.3e-6, atol: 1e-5 };
+  const CHANGES = { rtol: 1e-2, atol: 2.5e-7 };
+  const LRS = [0.5, 1.0];
+  const TAU0 = 0.99;
+  const TOTAL = 4;
+  const LARS_OPTS = { weightDecay: 1e-5, momentum: 0.9, trustCoefficient: 0.001 };
+  let threads = 1;
+  let dir = '';
+  before(() => {
+    threads = torch.getNumThreads();
+    torch.setNumThreads(1);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'soco-step-ref-'));
+  });
+  after(() => {
+    torch.setNumThreads(threads);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("R18-FPN with the paper's head and MLPs, V1 224 / V2 224 / V3 112: losses, every weight, BN buffer, momentum and the EMA target", () => {
+    torch.manualSeed(21);
+    const model = new SoCoModel({ depth: 18 }).train();
+    const opt = new LARS([...model.online.namedParameters('online'), ...model.predictor.namedParameters('predictor')], LARS_OPTS);
+    // Two images, K = 4 boxes of sqrt(wh) about 30, 70, 150 and 210 in a 224 view (P2..P5; a
+    // 112 view halves them), at positions that differ per image and view.
+    const views = [224, 224, 112].map((s, v) => {
+      const rows: number[][] = [];
+      for (let n = 0; n < 2; n++) [30, 70, 150, 210].forEach((side, k) => {
+        const w = (side * s) / 224, x = ((n * 37 + k * 11 + v * 5) % 13) * (s - w) / 12, y = ((n * 5 + k * 29 + v * 17) % 11) * (s - w) / 10;
+        rows.push([n, x, y, x + w, y + w]);
+      });
+      return { image: torch.randn([2, 3, s, s]), boxes: torch.tensor(rows) };
+    });
+    // A target that has drifted from the online network, so the EMA's tau shows in every weight.
+    torch.noGrad(() => { for (const p of model.target.parameters()) p.add_(torch.tidy(() => torch.randn(p.shape).mul(0.05))); });
+    const inputs: Record<string, Tensor> = {};
+    views.forEach((v, i) => { inputs[`image${i}`] = v.image; inputs[`boxes${i}`] = v.boxes; });
+    const initial: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(model.stateDict())) inputs[`state.${k}`] = initial[k] = t.clone();
+    writeBundle(path.join(dir, 'in'), inputs);
+    fs.writeFileSync(path.join(dir, 'in', 'request.json'), JSON.stringify({
+      variant: { depth: 18 }, views: views.map((_, i) => [`image${i}`, `boxes${i}`]), pairs: [[0, 1], [0, 2]],
+      lrs: LRS, tau0: TAU0, totalSteps: TOTAL, lars: LARS_OPTS,
+    }));
+    python(['train', path.join(dir, 'in'), path.join(dir, 'out')]);
+    const ref = readBundle(path.join(dir, 'out'));
+
+    const losses = LRS.map((lr, i) => trainStep(model, opt, views, anchorPairs(3), {
+      lr, tau: tauAt(i + 1, TAU0, TOTAL), normalization: 'paper', measureStd: false, step: i, lastCheckpoint: null,
+    }).loss);
+    let furthest: [string, number] = ['', 0];
+    const check = (name: string, ours: Tensor, theirs: Tensor | undefined, tol: { rtol: number; atol: number }): void => {
+      assert.ok(theirs, `reference has no ${name}`);
+      const e = closeness(ours, theirs, tol.rtol, tol.atol);
+      if (e.worst >= furthest[1]) furthest = [name, e.worst];
+      assert.ok(e.worst <= 1, `${name}: an element is ${e.ours} here, ${e.theirs} in PyTorch (${e.worst.toExponential(2)} x the tolerance)`);
+    };
+    torch.tidy(() => {
+      losses.forEach((l, i) => check(`loss of iteration ${i + 1}`, torch.tensor([l]), ref[`loss.${i}`], VALUES));
+      const state = model.stateDict();
+      assert.deepEqual(Object.keys(state).sort(), Object.keys(ref).filter((k) => k.startsWith('state.')).map((k) => k.slice(6)).sort());
+      for (const [k, t] of Object.entries(state)) check(k, t, ref[`state.${k}`], VALUES);
+      const momentum = opt.stateDict().momentum;
+      assert.deepEqual(Object.keys(momentum).sort(), Object.keys(ref).filter((k) => k.startsWith('momentum.')).map((k) => k.slice(9)).sort());
+      for (const [k, t] of Object.entries(momentum)) {
+        check(`momentum of ${k}`, t, ref[`momentum.${k}`], CHANGES);
+        const w0 = initial[k].to(null, 'float64');
+        check(`update of ${k}`, state[k].to(null, 'float64').sub(w0), ref[`state.${k}`].to(null, 'float64').sub(w0), CHANGES);
+      }
+    });
+    console.log(`      losses ${losses.map((l) => l.toFixed(6)).join(', ')}; the furthest tensor ${furthest[0]} at ${furthest[1].toExponential(2)} of the tolerance`);
+    for (const t of [...Object.values(ref), ...Object.values(initial), ...views.flatMap((v) => [v.image, v.boxes])]) t.dispose();
+    opt.dispose();
+    for (const t of [...model.parameters(), ...model.buffers()]) t.dispose();
   });
 });

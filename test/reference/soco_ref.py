@@ -6,6 +6,7 @@ Detectron2's, so our Detectron2 export loads with a plain load_state_dict), inde
 TypeScript code: multi-level RoIAlign is Detectron2's mask-and-index_put, not our gather.
 
   soco_ref.py run IN OUT [IN OUT ...]     one training-mode step per case (see run())
+  soco_ref.py train IN OUT                training iterations with LARS and the EMA (see train())
   soco_ref.py nn IN OUT                   torch.nn layers for test/nn.test.ts (see nn_layers())
   soco_ref.py check-export TSV FILE...    an export against Detectron2's key/shape list
   soco_ref.py bench IN_DIR THREADS        timed steps on request, for bench/model.ts
@@ -51,6 +52,27 @@ def write_bundle(d, tensors):
         man[name] = {'dtype': dt, 'shape': list(t.shape), 'file': fn}
     with open(os.path.join(d, 'manifest.json'), 'w') as f:
         json.dump(man, f)
+
+
+# ---------------------------------------------------------------- RECIPE.md's numbers
+
+# The architecture's constants, from RECIPE.md (the paper and the authors' code), never read from
+# the model under test: a request names only its variant (depth, arch and Table 4's ablations).
+FPN_DIM = 256                      # FPN output channels (C2..C5 -> 256)
+FPN_STRIDES = (4, 8, 16, 32)       # P2..P5
+ROI_RES, C4_ROI_RES = 7, 14        # RoIAlign output: FPN / C4 (on C4, stride 16)
+C4_STRIDE, C5_STRIDE = 16, 32    # RoIAlign on C4 (R50-C4) / on C5 (the no-FPN ablation)
+HEAD_CONVS, HEAD_FC = 4, 1024      # FastRCNNConvFCHead: 4 conv (3x3, 256, BN, ReLU) + 1 fc
+MLP_HIDDEN, EMBED_DIM = 4096, 256  # projector g and predictor q: Linear -> BN1d -> ReLU -> Linear
+LEVEL_THRESHOLDS = (48, 96, 192)   # s = sqrt(wh): P2 if s <= 48, P3 if <= 96, P4 if <= 192, else P5
+PAPER_VARIANT = dict(arch='fpn', fpn=True, head=True, scaleAware=True, singleLevel=0, poolAllLevels=False)
+
+
+def variant(v):
+    """The request's variant over the paper's (depth is required)."""
+    unknown = set(v) - set(PAPER_VARIANT) - {'depth'}
+    assert not unknown, f'unknown variant keys {sorted(unknown)}'
+    return {**PAPER_VARIANT, **v}
 
 
 # ---------------------------------------------------------------- network (Detectron2 names)
@@ -148,8 +170,8 @@ class FPN(nn.Module):
     def __init__(self, depth):
         super().__init__()
         for i in range(4):
-            self.add_module(f'fpn_lateral{i + 2}', ConvNorm(stage_channels(depth, i), 256, 1))
-            self.add_module(f'fpn_output{i + 2}', ConvNorm(256, 256, 3, padding=1))
+            self.add_module(f'fpn_lateral{i + 2}', ConvNorm(stage_channels(depth, i), FPN_DIM, 1))
+            self.add_module(f'fpn_output{i + 2}', ConvNorm(FPN_DIM, FPN_DIM, 3, padding=1))
         self.bottom_up = ResNet(depth)
 
     def forward(self, x):
@@ -165,14 +187,14 @@ class FPN(nn.Module):
 
 
 class FastRCNNConvFCHead(nn.Module):
-    def __init__(self, cin, res=7):
+    def __init__(self, cin, res):
         super().__init__()
-        for i in range(4):
-            self.add_module(f'conv{i + 1}', ConvNorm(cin if i == 0 else 256, 256, 3, padding=1, relu=True))
-        self.fc1 = nn.Linear(256 * res * res, 1024)
+        for i in range(HEAD_CONVS):
+            self.add_module(f'conv{i + 1}', ConvNorm(cin if i == 0 else FPN_DIM, FPN_DIM, 3, padding=1, relu=True))
+        self.fc1 = nn.Linear(FPN_DIM * res * res, HEAD_FC)
 
     def forward(self, x):
-        for i in range(4):
+        for i in range(HEAD_CONVS):
             x = getattr(self, f'conv{i + 1}')(x)
         return F.relu(self.fc1(torch.flatten(x, 1)))
 
@@ -190,11 +212,11 @@ def pool_levels(feats, strides, boxes, levels, res):
 
 
 class BoxROIHeads(nn.Module):
-    def __init__(self, cin, strides, head, res=7):
+    def __init__(self, cin, strides, head, res=ROI_RES):
         super().__init__()
         self.strides, self.res = strides, res
         self.box_head = FastRCNNConvFCHead(cin, res) if head else None
-        self.out_dim = 1024 if head else cin
+        self.out_dim = HEAD_FC if head else cin
 
     def head(self, pooled):
         return self.box_head(pooled) if self.box_head is not None else pooled.mean(dim=(2, 3))
@@ -213,12 +235,12 @@ class Res5ROIHeads(nn.Module):
         self.out_dim = stage_channels(depth, 3)
 
     def forward(self, feats, boxes, levels):
-        x = self.res5(roi_align(feats[0], boxes, 14, 1.0 / 16, -1, True))
+        x = self.res5(roi_align(feats[0], boxes, C4_ROI_RES, 1.0 / C4_STRIDE, -1, True))
         return F.avg_pool2d(x, x.shape[-1]).flatten(1)
 
 
 class MLP(nn.Module):
-    def __init__(self, cin, hidden, cout):
+    def __init__(self, cin, hidden=MLP_HIDDEN, cout=EMBED_DIM):
         super().__init__()
         self.linear1 = nn.Linear(cin, hidden)
         self.bn1 = nn.BatchNorm1d(hidden)
@@ -229,7 +251,7 @@ class MLP(nn.Module):
 
 
 class Network(nn.Module):
-    """backbone + roi_heads + projector (f^I, RoIAlign, f^H, g)."""
+    """backbone + roi_heads + projector (f^I, RoIAlign, f^H, g); o: a variant()."""
 
     def __init__(self, o):
         super().__init__()
@@ -237,14 +259,14 @@ class Network(nn.Module):
         d = o['depth']
         if o['arch'] == 'c4':
             self.backbone = ResNet(d, last=4)
-            self.roi_heads = Res5ROIHeads(d) if o['head'] else BoxROIHeads(stage_channels(d, 2), [16], False, 14)
+            self.roi_heads = Res5ROIHeads(d) if o['head'] else BoxROIHeads(stage_channels(d, 2), [C4_STRIDE], False, C4_ROI_RES)
         elif o['fpn']:
             self.backbone = FPN(d)
-            self.roi_heads = BoxROIHeads(256, [4, 8, 16, 32], o['head'])
+            self.roi_heads = BoxROIHeads(FPN_DIM, list(FPN_STRIDES), o['head'])
         else:
             self.backbone = ResNet(d)
-            self.roi_heads = BoxROIHeads(stage_channels(d, 3), [32], o['head'])
-        self.projector = MLP(self.roi_heads.out_dim, o['projectorHidden'], o['embedDim'])
+            self.roi_heads = BoxROIHeads(stage_channels(d, 3), [C5_STRIDE], o['head'])
+        self.projector = MLP(self.roi_heads.out_dim)
         self.multi = o['arch'] == 'fpn' and o['fpn']
 
     def features(self, x):
@@ -256,7 +278,7 @@ class Network(nn.Module):
     def levels(self, boxes):
         if not self.o['scaleAware']:
             return torch.full((boxes.shape[0],), self.o['singleLevel'], dtype=torch.int64)
-        t = self.o['levelThresholds']
+        t = LEVEL_THRESHOLDS
         s = torch.sqrt((boxes[:, 3] - boxes[:, 1]).clamp(min=0) * (boxes[:, 4] - boxes[:, 2]).clamp(min=0))
         return (s > t[0]).long() + (s > t[1]).long() + (s > t[2]).long()
 
@@ -273,7 +295,7 @@ class SoCo(nn.Module):
     def __init__(self, o):
         super().__init__()
         self.online = Network(o)
-        self.predictor = MLP(o['embedDim'], o['predictorHidden'], o['embedDim'])
+        self.predictor = MLP(EMBED_DIM)
         self.target = Network(o)
         for p in self.target.parameters():
             p.requires_grad_(False)
@@ -319,7 +341,7 @@ def run(in_dir, out_dir):
         req = json.load(f)
     torch.set_num_threads(req.get('threads', 1))
     b = read_bundle(in_dir)
-    model = SoCo(req['options'])
+    model = SoCo(variant(req['variant']))
     model.train()
     state = {k[len('state.'):]: v for k, v in b.items() if k.startswith('state.')}
     if req.get('export'):
@@ -364,6 +386,45 @@ def run(in_dir, out_dir):
     write_bundle(out_dir, out)
 
 
+def train(in_dir, out_dir):
+    """Whole SoCo training iterations, as the paper and RECIPE.md describe them: both networks
+    forward on the views, the loss, backward, LARS (train_ref.py, the authors' lars.py over
+    torch.optim.SGD) on the online network and predictor, then the target EMA on parameters with
+    tau = 1 - (1 - tau0) * (cos(pi * k / K) + 1) / 2, k = i + 1 after iteration i (the authors'
+    update before iteration i + 1's target forward). IN_DIR: request.json {variant, views, pairs,
+    lrs (one per iteration), tau0, totalSteps, lars: {weightDecay, momentum, trustCoefficient}} and a
+    bundle of the images, boxes and the whole initial state. Writes each iteration's loss (loss.i),
+    the state after the last (state.*) and the momentum buffers (momentum.*)."""
+    from train_ref import lars_optimizer, lars_step
+    with open(os.path.join(in_dir, 'request.json')) as f:
+        req = json.load(f)
+    torch.set_num_threads(1)
+    b = read_bundle(in_dir)
+    model = SoCo(variant(req['variant'])).train()
+    model.load_state_dict({k[len('state.'):]: v for k, v in b.items() if k.startswith('state.')}, strict=True)
+    views = [(b[img], b[boxes]) for img, boxes in req['views']]
+    k = views[0][1].shape[0] // views[0][0].shape[0]
+    named = [('online.' + n, p) for n, p in model.online.named_parameters()]
+    named += [('predictor.' + n, p) for n, p in model.predictor.named_parameters()]
+    opt = lars_optimizer(named, req['lrs'][0], req['lars']['weightDecay'], req['lars']['momentum'])
+    out = {}
+    for i, lr in enumerate(req['lrs']):
+        opt.zero_grad(set_to_none=True)
+        online, target = model(views, k)
+        loss = soco_loss(online, target, req['pairs'])
+        loss.backward()
+        lars_step(opt, lr, req['lars']['trustCoefficient'])
+        K, tau0 = req['totalSteps'], req['tau0']
+        model.update_target(1 - (1 - tau0) * (math.cos(math.pi * min(i + 1, K) / K) + 1) / 2)
+        out[f'loss.{i}'] = loss.detach().reshape(1)
+    for n, v in model.state_dict().items():
+        out['state.' + n] = v
+    for n, p in named:
+        if 'momentum_buffer' in opt.state.get(p, {}):  # none for a parameter that never had a gradient
+            out['momentum.' + n] = opt.state[p]['momentum_buffer']
+    write_bundle(out_dir, out)
+
+
 def bench(in_dir, threads):
     """Serves timed SoCo steps (online fwd+bwd on every view, target fwd, loss) on the images and
     boxes of IN_DIR (request.json: options, views, pairs, device, autocast), random init: each line
@@ -377,7 +438,7 @@ def bench(in_dir, threads):
     device = torch.device(req.get('device', 'cpu'))
     amp = {'bfloat16': torch.bfloat16, 'float16': torch.float16}.get(req.get('autocast'))
     b = read_bundle(in_dir)
-    model = SoCo(req['options']).to(device).train()
+    model = SoCo(variant(req['variant'])).to(device).train()
     if req.get('channelsLast'):
         model = model.to(memory_format=torch.channels_last)
     views = [(b[img].to(device), b[boxes].to(device)) for img, boxes in req['views']]
@@ -458,7 +519,9 @@ def nn_layers(in_dir, out_dir):
 def check_export(tsv, *files):
     """Loads each export (.pth with torch.load(weights_only=True), .pkl with Detectron2's
     pickle.load(encoding='latin1')), checks its keys and shapes against the TSV exactly, and
-    prints JSON {file: {key: [dtype, shape, sum, abs sum]}} for the caller to compare values."""
+    prints JSON {file: {key: [dtype, shape, sha256 of the little-endian values]}} for the caller to
+    compare every value with its own."""
+    import hashlib
     import pickle
     with open(tsv) as f:
         expected = {k: json.loads(s) for k, s in (line.rstrip('\n').split('\t') for line in f if line.strip())}
@@ -481,7 +544,9 @@ def check_export(tsv, *files):
         for k, v in model.items():
             want = torch.int64 if k.endswith('num_batches_tracked') else torch.float32
             assert v.dtype == want, f'{fn}: {k} is {v.dtype}'
-        report[fn] = {k: [str(v.dtype), list(v.shape), float(v.double().sum()), float(v.double().abs().sum())] for k, v in model.items()}
+        # numpy's native byte order is little-endian on every platform LibTorch ships for
+        report[fn] = {k: [str(v.dtype), list(v.shape), hashlib.sha256(v.contiguous().numpy().tobytes()).hexdigest()]
+                      for k, v in model.items()}
     print(json.dumps(report))
 
 
@@ -490,6 +555,8 @@ if __name__ == '__main__':
         # Several cases per process: the torch import is paid once.
         for i in range(2, len(sys.argv), 2):
             run(sys.argv[i], sys.argv[i + 1])
+    elif sys.argv[1] == 'train':
+        train(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == 'nn':
         nn_layers(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == 'check-export':

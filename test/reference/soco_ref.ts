@@ -40,14 +40,18 @@ export function python(args: string[], timeoutMs = 600_000): string {
   return execFileSync(PYTHON, [SOCO_REF, ...args], { encoding: 'utf8', maxBuffer: 1 << 26, timeout: timeoutMs });
 }
 
-/** max |a - b| / max(max |b|, floor) over the tensor. */
-export function relErr(a: Tensor, b: Tensor, floor = 0): number {
-  if (a.shape.join() !== b.shape.join()) throw new Error(`relErr: shapes [${a.shape}] vs [${b.shape}]`);
+/**
+ * torch.allclose's rule, element by element: |a - b| <= atol + rtol * |b|. Returns the worst
+ * element's |a - b| / (atol + rtol * |b|) (<= 1: every element is close) with its values.
+ */
+export function closeness(a: Tensor, b: Tensor, rtol: number, atol: number): { worst: number; ours: number; theirs: number } {
+  if (a.shape.join() !== b.shape.join()) throw new Error(`closeness: shapes [${a.shape}] vs [${b.shape}]`);
+  if (a.numel === 0) return { worst: 0, ours: NaN, theirs: NaN };
   return tidy(() => {
-    const af = a.to(null, 'float64');
-    const bf = b.to(null, 'float64');
-    const diff = af.sub(bf).abs().max().item();
-    const scale = Math.max(bf.abs().max().item(), floor);
-    return scale === 0 ? diff : diff / scale;
+    const af = a.to(null, 'float64').flatten();
+    const bf = b.to(null, 'float64').flatten();
+    const ratio = af.sub(bf).abs().div(bf.abs().mul(rtol).add(atol));
+    const i = ratio.argmax().item();
+    return { worst: ratio.max().item(), ours: af.select(0, i).item(), theirs: bf.select(0, i).item() };
   });
 }

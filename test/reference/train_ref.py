@@ -63,41 +63,51 @@ def loss_case(c):
 
 # ---- LARS (contrast/lars.py over torch.optim.SGD) ----
 
+def lars_optimizer(named, lr, weight_decay, momentum):
+    """torch.optim.SGD over the authors' add_weight_decay groups: 1-dim tensors (biases, BN) get
+    no decay and are ignored by LARS."""
+    decay = [p for _, p in named if p.dim() != 1]
+    no_decay = [p for _, p in named if p.dim() == 1]
+    return torch.optim.SGD([{'params': no_decay, 'weight_decay': 0, 'ignore': True},
+                            {'params': decay, 'weight_decay': weight_decay, 'ignore': False}],
+                           lr=lr, momentum=momentum)
+
+
+def lars_step(opt, lr, coef, eps=1e-8):
+    """contrast/lars.py's step: weight decay and the trust ratio folded into p.grad, then SGD's
+    momentum step at lr with its own weight decay off."""
+    with torch.no_grad():
+        for group in opt.param_groups:
+            wd = group['weight_decay']
+            for p in group['params']:
+                if p.grad is None:
+                    continue
+                if wd > 0:
+                    p.grad = p.grad.add(p, alpha=wd)
+                if not group['ignore']:
+                    pn, gn = p.norm(), p.grad.norm()
+                    ratio = 1.0
+                    if pn > 0 and gn > 0:
+                        ratio = coef * pn / (gn + eps)
+                    p.grad = p.grad.mul(ratio)
+    saved = [g['weight_decay'] for g in opt.param_groups]
+    for g in opt.param_groups:
+        g['weight_decay'] = 0
+        g['lr'] = lr
+    opt.step()
+    for g, w in zip(opt.param_groups, saved):
+        g['weight_decay'] = w
+
+
 def lars_case(c):
     names = [p['name'] for p in c['params']]
     params = {p['name']: torch.nn.Parameter(t(p['data'], p['shape'])) for p in c['params']}
-    # add_weight_decay: 1-dim tensors (biases, BN) get no decay and are ignored by LARS.
-    decay = [params[n] for n in names if params[n].dim() != 1]
-    no_decay = [params[n] for n in names if params[n].dim() == 1]
-    opt = torch.optim.SGD([{'params': no_decay, 'weight_decay': 0, 'ignore': True},
-                           {'params': decay, 'weight_decay': c['weightDecay'], 'ignore': False}],
-                          lr=c['lrs'][0], momentum=c['momentum'])
-    eps, coef = 1e-8, c['trustCoefficient']
+    opt = lars_optimizer([(n, params[n]) for n in names], c['lrs'][0], c['weightDecay'], c['momentum'])
     for step, lr in enumerate(c['lrs']):
         for n in names:
             g = c['grads'][step].get(n)
             params[n].grad = None if g is None else t(g, params[n].shape)
-        with torch.no_grad():
-            for group in opt.param_groups:
-                wd = group['weight_decay']
-                for p in group['params']:
-                    if p.grad is None:
-                        continue
-                    if wd > 0:
-                        p.grad = p.grad.add(p, alpha=wd)
-                    if not group['ignore']:
-                        pn, gn = p.norm(), p.grad.norm()
-                        ratio = 1.0
-                        if pn > 0 and gn > 0:
-                            ratio = coef * pn / (gn + eps)
-                        p.grad = p.grad.mul(ratio)
-        saved = [g['weight_decay'] for g in opt.param_groups]
-        for g in opt.param_groups:
-            g['weight_decay'] = 0
-            g['lr'] = lr
-        opt.step()
-        for g, w in zip(opt.param_groups, saved):
-            g['weight_decay'] = w
+        lars_step(opt, lr, c['trustCoefficient'])
     bufs = {}
     for n in names:
         st = opt.state.get(params[n], {})
