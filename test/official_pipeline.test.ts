@@ -62,7 +62,7 @@ describe("--preset official: the authors' box pipeline and loss end to end vs Py
     for (const [name, presets, extra] of CASES) {
       const config = resolveConfig({
         presets,
-        overrides: { images: TRAIN, proposals: store, depth: 18, projectorHidden: 64, predictorHidden: 64, embedDim: 32, batchSize: 4, seed: 5, ...extra },
+        overrides: { images: TRAIN, proposals: store, depth: 18, batchSize: 4, seed: 5, ...extra },
       }).config;
       const files = listImageFiles(TRAIN);
       const { store: opened, lookup } = openProposals(store, TRAIN, files);

@@ -148,7 +148,8 @@ def main(in_dir, out_dir):
     o = req['options']
     c4 = o['arch'] == 'c4'
     assert c4 or (o['fpn'] and o['head']), 'the reference covers the FPN variant with its head, and C4'
-    model = soco_ref.SoCo(o)
+    # The architecture from RECIPE's numbers (soco_ref): only the variant comes from the request.
+    model = soco_ref.SoCo(soco_ref.variant({'depth': o['depth'], 'arch': o['arch']}))
     model.load_state_dict({k[len('state.'):]: v for k, v in b.items() if k.startswith('state.')}, strict=True)
     model.train()
     levels, boxes, norm = [], [], []
