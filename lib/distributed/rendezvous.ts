@@ -2,7 +2,7 @@
 // never one long native wait, so a stop request (a signal, the launcher) ends a rank still
 // waiting here within a poll interval. Every failure names its cause and its fix and reaches every
 // rank: the rank that gives up writes why under ABORT, the others poll for it and leave with that
-// message; rank 0, which hosts the store, keeps it up a moment after giving up so that the others
+// message; rank 0, which hosts the store, keeps it up a moment once any rank gave up, so that the others
 // can read why. Before any collective connection is tried, each rank checks what every rank
 // published (world size, processes per node, collective address), so a misconfigured node fails
 // the whole job at once instead of a connect that waits out its timeout.
@@ -173,6 +173,8 @@ export class Rendezvous {
   members: Member[] = [];
 
   private readonly kv: BoundedStore;
+  /** Counted in JOINED (a rank refused at its claim is not). */
+  private joined = false;
 
   private constructor(readonly store: TCPStore, readonly me: Member, private readonly o: RendezvousOptions) {
     this.kv = new BoundedStore(store, o, this.where);
@@ -208,6 +210,7 @@ export class Rendezvous {
     }
     await kv.set(memberKey(me.rank), JSON.stringify(me));
     const there = await kv.add(JOINED, 1);
+    this.joined = true;
     if (this.o.layout.localRank === 0) this.o.log(`soco-train: node ${me.node}: at the rendezvous (${there} of ${me.worldSize} ranks there)`);
     let checkedMaster = me.rank === 0;
     for (;;) {
@@ -244,11 +247,12 @@ export class Rendezvous {
     return JSON.parse(await this.kv.get(memberKey(rank))) as Member;
   }
 
-  /** Why another rank gave up, or null (does not wait). */
+  /** Why another rank gave up, or null (does not wait, except rank 0: see linger). */
   async abortMessage(): Promise<string | null> {
     if (!(await this.kv.check(ABORT))) return null;
     const why = await this.kv.get(ABORT);
     await this.kv.add(ABORT_SEEN, 1);
+    await this.linger();
     return why;
   }
 
@@ -262,11 +266,23 @@ export class Rendezvous {
     try {
       if (await this.kv.check(ABORT, false)) return; // the first reason stands
       await this.kv.set(ABORT, message, false);
-      if (this.me.rank !== 0) return;
-      const others = (await this.kv.add(JOINED, 0, false)) - 1;
-      const until = Date.now() + LINGER_MS;
-      while (Date.now() < until && (await this.kv.add(ABORT_SEEN, 0, false)) < others) await sleep(POLL_MS / 2);
+      if (this.joined) await this.kv.add(ABORT_SEEN, 1, false);
+      await this.linger();
     } catch { /* the store is gone: the others learn from its absence */ }
+  }
+
+  /**
+   * Rank 0 hosts the store, so once the job is ending (its own reason or another rank's) it keeps
+   * the store up until every rank that joined has read the reason, or LINGER_MS: leaving at once
+   * would leave a slower rank with "lost the store" instead of the cause. Never throws.
+   */
+  private async linger(): Promise<void> {
+    if (this.me.rank !== 0) return;
+    try {
+      const joined = await this.kv.add(JOINED, 0, false);
+      const until = Date.now() + LINGER_MS;
+      while (Date.now() < until && (await this.kv.add(ABORT_SEEN, 0, false)) < joined) await sleep(POLL_MS / 2);
+    } catch { /* the store is gone */ }
   }
 
   /** tell(), then reject with the message. */
