@@ -93,7 +93,7 @@ function loadable(file: string): boolean {
   }
 }
 
-const strays = (dir: string): string[] => fs.readdirSync(dir, { recursive: true }).map(String).filter((f) => /\.tmp$|^\.write-test/.test(path.basename(f)));
+const strays = (dir: string): string[] => fs.readdirSync(dir, { recursive: true }).map(String).filter((f) => /\.tmp-|^\.write-test/.test(path.basename(f)));
 
 describe('fault suite: train and export killed with -9, concurrent writers', function () {
   this.timeout(900000);

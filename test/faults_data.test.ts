@@ -167,7 +167,7 @@ describe('fault suite (data): kill -9 and concurrent writers', function () {
       const result = ended(child);
       let finished = false;
       void result.then(() => { finished = true; });
-      while (!finished && !fs.readdirSync(dir).some((f) => f.startsWith('p.ssp.tmp-'))) await sleep(5);
+      while (!finished && !fs.readdirSync(dir).some((f) => f.startsWith('.p.ssp.tmp-'))) await sleep(5);
       const delay = Math.floor(rng.next() * maxDelay);
       await sleep(delay);
       child.kill('SIGKILL');

@@ -80,20 +80,29 @@ describe('output paths', function () {
     }
   });
 
-  it('stale temporary files: those of dead writers go, live and foreign ones stay', () => {
+  it('stale temporary files: those of dead writers of this host go (with files named after them); live, other hosts\' and foreign ones stay', () => {
     const d = path.join(dir, 'temps');
     fs.mkdirSync(d);
     const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
     const deadPid = Number(dead.stdout.trim());
-    const stale = path.join(d, `.checkpoint-00000004.pth.${deadPid}.0a1b2c3d.tmp`);
-    const staleLast = path.join(d, `.last.pth.${deadPid}.99aa00ff.tmp`);
+    const host = os.hostname();
+    const staged = (name: string, pid = deadPid, h = host): string => path.join(d, `.${name}.tmp-${h}-${pid}-0a1b2c3d`);
+    const stale = staged('checkpoint-00000004.pth');
+    const staleLast = staged('last.pth');
+    // A store staged by a killed import, its index and the index's own staging file.
+    const store = staged('p.ssp');
+    const storeFamily = [store, `${store}.idx`, staged(`${path.basename(store)}.idx`), staged('p.ssp.failures.tsv')];
     const mine = tempPathFor(path.join(d, 'checkpoint-00000006.pth'));
-    const foreign = [path.join(d, '.editor.swp.tmp'), path.join(d, 'notes.tmp'), path.join(d, 'checkpoint-00000002.pth')];
-    for (const f of [stale, staleLast, mine, ...foreign]) fs.writeFileSync(f, 'x'.repeat(1000));
+    const otherHost = staged('checkpoint-00000008.pth', deadPid, `not-${host}`);
+    const foreign = [path.join(d, '.editor.swp.tmp'), path.join(d, 'notes.tmp'), path.join(d, 'checkpoint-00000002.pth'),
+      path.join(d, `.x.tmp-${host}-${deadPid}`)];
+    for (const f of [stale, staleLast, ...storeFamily, mine, otherHost, ...foreign]) fs.writeFileSync(f, 'x'.repeat(1000));
+    assert.ok(path.basename(mine).startsWith(`.checkpoint-00000006.pth.tmp-${host}-${process.pid}-`), mine);
     assert.deepEqual(removeStaleTemps(d, path.join(d, 'last.pth')).files, [staleLast], 'only that file\'s temporaries');
+    assert.deepEqual(removeStaleTemps(d, path.join(d, 'p.ssp')).files.sort(), storeFamily.sort(), 'the store\'s and those named after it');
     const r = removeStaleTemps(d);
     assert.deepEqual(r.files, [stale]);
     assert.equal(r.bytes, 1000);
-    for (const f of [mine, ...foreign]) assert.ok(fs.existsSync(f), f);
+    for (const f of [mine, otherHost, ...foreign]) assert.ok(fs.existsSync(f), f);
   });
 });

@@ -172,7 +172,7 @@ describe('SoCoTrainer', function () {
 
     // Resuming from the named checkpoint works; a dead writer's temporary file goes, with a note.
     const dead = Number(require('child_process').execFileSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }));
-    const stale = path.join(a, `.checkpoint-00000004.pth.${dead}.0123abcd.tmp`);
+    const stale = path.join(a, `.checkpoint-00000004.pth.tmp-${os.hostname()}-${dead}-0123abcd`);
     fs.writeFileSync(stale, Buffer.alloc(1 << 20));
     const t = new SoCoTrainer({ ...base(a), resume: path.join(a, older) });
     const warnings: string[] = [];
@@ -181,7 +181,7 @@ describe('SoCoTrainer', function () {
     await t.close();
     assert.equal(r.steps, 6);
     assert.ok(!fs.existsSync(stale));
-    assert.ok(warnings.some((w) => /removed 1 temporary file\(s\) of interrupted writes \(1\.0 MB\): \.checkpoint-00000004\.pth\.\d+\.0123abcd\.tmp/.test(w)), warnings.join('\n'));
+    assert.ok(warnings.some((w) => /removed 1 temporary file\(s\) of interrupted writes \(1\.0 MB\): \.checkpoint-00000004\.pth\.tmp-.+-\d+-0123abcd/.test(w)), warnings.join('\n'));
     assert.equal((torch.load(path.join(a, 'last.pth')) as Record<string, unknown>).step, 6);
   });
 

@@ -13,8 +13,9 @@ import { imageOrderKey, listImageFiles } from '../data/image_files';
 import { Rng } from '../data/views_geometry';
 import {
   ProposalRecord, ProposalStore, ProposalStoreWriter, RecordStatus, describeDamage, openVerified, readAuthorsJson,
-  removeStaleTemps, repairCommand, tempPath, writeAuthorsJson,
+  repairCommand, writeAuthorsJson,
 } from '../data/proposal_store';
+import { describeRemoved, removeStaleTemps, tempPathFor, writeFileAtomic } from '../io/temp_files';
 import { OutputLock, acquireLock, describeOwner, lockOwner } from '../io/lock';
 import { PRESETS, PresetName, SelectiveSearchParams, fromAuthorsRects, selectiveSearch } from '../data/selective_search';
 
@@ -101,8 +102,8 @@ export function storeSummary(store: ProposalStore): string {
 function lockStore(out: string, command: string, log: (m: string) => void): OutputLock {
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   const lock = acquireLock(`${out}.lock`, { what: `--out ${out}`, command, log });
-  const removed = removeStaleTemps(out);
-  if (removed.length) log(`note: removed ${removed.length} leftover file(s) of a killed writer: ${removed.join(', ')}`);
+  const note = describeRemoved(removeStaleTemps(path.dirname(path.resolve(out)), out));
+  if (note) log(`note: ${note}`);
   return lock;
 }
 
@@ -233,9 +234,7 @@ async function generateLocked(o: GenerateOpts, params: SelectiveSearchParams, me
     const unreadable = failures(store);
     const list = failuresFile(o.out);
     if (unreadable.length) {
-      const tmp = tempPath(list);
-      fs.writeFileSync(tmp, unreadable.map(([k, why]) => `${k}\t${why.replace(/[\t\n]/g, ' ')}\n`).join(''));
-      fs.renameSync(tmp, list);
+      writeFileAtomic(list, unreadable.map(([k, why]) => `${k}\t${why.replace(/[\t\n]/g, ' ')}\n`).join(''));
       const first = unreadable.slice(0, 5).map(([k, why]) => `  ${k}: ${why}\n`).join('');
       log(`proposals: ${unreadable.length} image(s) could not be read${unreadable.length > 5 ? ' (the first 5)' : ''}:\n${first}` +
         `proposals: all ${unreadable.length} listed in ${list}\n`);
@@ -256,7 +255,7 @@ export async function importJson(json: string, out: string, log: (m: string) => 
   const lock = lockStore(out, 'proposals import', (m) => log(`proposals import: ${m}`));
   try {
     if (fs.existsSync(out)) throw new Error(`--out ${out} exists; import writes a new store (remove it or choose another --out)`);
-    const tmp = tempPath(out);
+    const tmp = tempPathFor(out);
     const writer = ProposalStoreWriter.open(tmp, { format: 'soco-train proposals 1', importedFrom: path.resolve(json) });
     let n = 0;
     try {

@@ -4,10 +4,9 @@
 // end is cut off on reopen. The index is rebuilt from the log whenever it does not describe the
 // log as it is. Opening reads only headers; a lookup is one or two small preads, whatever the size.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import * as zlib from 'zlib';
-import { processAlive } from '../io/temp_files';
+import { syncDir, tempPathFor } from '../io/temp_files';
 import { imageOrderKey } from './image_files';
 
 const LOG_MAGIC = 'SOCOPRP1';
@@ -306,37 +305,6 @@ export class DamagedStoreError extends Error {
   }
 }
 
-// ---------------------------------------------------------------- temporary files
-
-/** Where a writer of `target` stages it: host and pid name the writer, so a dead one's leftovers are known. */
-export function tempPath(target: string): string {
-  return `${target}.tmp-${os.hostname()}-${process.pid}`;
-}
-
-/** Removes what dead writers of this host left while staging `target` (and files named after
- * those); returns their names. Writers call it holding the target's lock. */
-export function removeStaleTemps(target: string): string[] {
-  const dir = path.dirname(path.resolve(target));
-  const prefix = `${path.basename(target)}.`;
-  const host = os.hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const re = new RegExp(`\\.tmp-${host}-(\\d+)(?=\\.|$)`);
-  const removed: string[] = [];
-  let names: string[];
-  try { names = fs.readdirSync(dir); } catch { return removed; }
-  for (const name of names) {
-    const m = name.startsWith(prefix) ? re.exec(name) : null;
-    if (!m || processAlive(Number(m[1]))) continue;
-    fs.rmSync(path.join(dir, name), { force: true });
-    removed.push(name);
-  }
-  return removed;
-}
-
-function fsyncDir(file: string): void {
-  const fd = fs.openSync(path.dirname(path.resolve(file)), 'r');
-  try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
-}
-
 // ---------------------------------------------------------------- index
 
 /** The index is current when it describes the log's length and last 4 bytes (a rewritten log of the same length is not). */
@@ -368,7 +336,7 @@ function buildIndex(file: string, fd: number, dataStart: number, logSize: number
   head.writeUInt32LE(nslots, 20);
   head.writeUInt32LE(crcOf(table), 24);
   head.writeUInt32LE(logFingerprint(fd, logSize), 28);
-  const tmp = tempPath(`${file}.idx`);
+  const tmp = tempPathFor(`${file}.idx`);
   const ifd = fs.openSync(tmp, 'w');
   try {
     fs.writeSync(ifd, head);
@@ -617,7 +585,7 @@ export class ProposalStoreWriter {
     const head = Buffer.alloc(12);
     head.write(LOG_MAGIC, 0, 'latin1');
     head.writeUInt32LE(j.length, 8);
-    const tmp = tempPath(file);
+    const tmp = tempPathFor(file);
     const fd = fs.openSync(tmp, 'w+');
     try {
       fs.writeSync(fd, Buffer.concat([head, j]), 0, 12 + j.length, 0);
@@ -706,7 +674,7 @@ export class ProposalStoreWriter {
 /** Rewrites `file` with its header and good records only (temp file + rename); returns it open for appending. */
 function compact(file: string, dataStart: number): number {
   const src = fs.openSync(file, 'r');
-  const tmp = tempPath(file);
+  const tmp = tempPathFor(file);
   const out = fs.openSync(tmp, 'w+');
   try {
     let pos = 0;
@@ -729,7 +697,7 @@ function compact(file: string, dataStart: number): number {
     flush();
     fs.fsyncSync(out);
     fs.renameSync(tmp, file);
-    fsyncDir(file);
+    syncDir(path.dirname(path.resolve(file)));
     return out;
   } catch (e) {
     fs.closeSync(out);
@@ -852,7 +820,7 @@ export async function* readAuthorsJson(file: string): AsyncGenerator<[string, nu
  * file + rename); returns the number of images written.
  */
 export async function writeAuthorsJson(store: ProposalStore, file: string, opts: { basename?: boolean; includeFailed?: boolean } = {}): Promise<number> {
-  const tmp = tempPath(file);
+  const tmp = tempPathFor(file);
   const out = fs.createWriteStream(tmp, { encoding: 'utf8' });
   let failed: Error | undefined;
   out.on('error', (e) => { failed = e; });

@@ -1,16 +1,22 @@
-// Atomic writes: FILE is written as .FILE.<pid>.<random>.tmp in the same folder, then renamed over
-// FILE, so a reader sees the old file or the new one, never half of one. A writer killed with -9
-// leaves its temporary file behind (a checkpoint's is tens of MB or more); the writer's pid in the
-// name lets the next run remove exactly those whose writer is gone.
+// Temporary files, one scheme for every writer (checkpoints, exports, proposal stores, their
+// indexes): FILE is staged as .FILE.tmp-HOST-PID-RANDOM in its folder and renamed over FILE when
+// complete, so a reader sees the old file or the new one, never half of one. A writer killed with -9
+// leaves its staging file (a checkpoint's is tens of MB, a store's GBs); host and pid in the name let
+// the next writer remove exactly those whose process is gone. Files named after a staging file (a
+// staged store's index) carry its mark and go with it. Other hosts' files on a shared file system
+// stay: their pids cannot be checked from here.
 import { randomBytes } from 'crypto';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
-const TEMP = /^\.(.+)\.(\d+)\.[0-9a-f]+\.tmp$/;
+const HOST = os.hostname();
+/** The mark of a staging file of this host; group 1 is the writer's pid. */
+const MARK = new RegExp(`\\.tmp-${HOST.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(\\d+)-[0-9a-f]{8}(?=\\.|$)`);
 
-/** The temporary sibling that an atomic write of `file` by this process goes through. */
+/** The temporary sibling that a write of `file` by this process goes through. */
 export function tempPathFor(file: string): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${HOST}-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
 /** Writes `data` to `file` atomically (temporary sibling, fsync, rename). */
@@ -57,11 +63,13 @@ export function processAlive(pid: number): boolean {
 }
 
 /**
- * Removes the temporary files in `dir` left by atomic writes whose process is gone (of `only`
- * when given: that file's alone). Returns what it removed, with the bytes freed.
+ * Removes the temporary files in `dir` of writers of this host whose process is gone (when `only`
+ * is given: those of that file and of files named after it, as STORE.idx). Returns what it
+ * removed, with the bytes freed.
  */
 export function removeStaleTemps(dir: string, only?: string): { files: string[]; bytes: number } {
   const out = { files: [] as string[], bytes: 0 };
+  const owner = only === undefined ? undefined : path.basename(only).replace(/^\.+/, '');
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -69,9 +77,12 @@ export function removeStaleTemps(dir: string, only?: string): { files: string[];
     return out;
   }
   for (const name of names) {
-    const m = TEMP.exec(name);
-    if (!m || (only !== undefined && m[1] !== path.basename(only))) continue;
-    const pid = Number(m[2]);
+    const m = MARK.exec(name);
+    if (!m) continue;
+    // The staged file's name, without the dots that staging (once or nested) put before it.
+    const staged = name.slice(0, m.index).replace(/^\.+/, '');
+    if (owner !== undefined && staged !== owner && !staged.startsWith(`${owner}.`)) continue;
+    const pid = Number(m[1]);
     if (pid === process.pid || processAlive(pid)) continue;
     const file = path.join(dir, name);
     try {
