@@ -60,15 +60,19 @@ describe('train metrics and plots', () => {
     assert.equal(isCollapsed(NaN, 256), false);
   });
 
-  it('throughput window: images per second and data-wait fraction', async () => {
-    const t = new Throughput();
-    await new Promise((r) => setTimeout(r, 50));
+  it('throughput window: images per second and data-wait fraction', () => {
+    // A clock the test moves (ms), so the values are known by hand whatever the machine's load.
+    let now = 1000;
+    const t = new Throughput(() => now);
+    now += 50;
     t.step(8, 0.02, 0.01);
     t.step(8, 0.02, 0.01);
-    const w = t.window();
-    assert.ok(w.imagesPerSec > 0 && w.imagesPerSec < 16 / 0.04, `${w.imagesPerSec}`);
-    assert.ok(w.dataWaitFrac > 0 && w.dataWaitFrac <= 0.4);
-    assert.equal(t.meanStepSeconds, 0.02);
+    assert.deepEqual(t.window(), { imagesPerSec: 16 / 0.05, secPerIter: 0.025, dataWaitFrac: 0.02 / 0.05 });
+    now += 200;
+    t.step(8, 0.2, 0.25);  // waits are summed apart from the clock: never more than the window
+    assert.deepEqual(t.window(), { imagesPerSec: 8 / 0.2, secPerIter: 0.2, dataWaitFrac: 1 });
+    assert.deepEqual(t.window(), { imagesPerSec: 0, secPerIter: 0, dataWaitFrac: 0 }, 'an empty window');
+    assert.ok(Math.abs(t.meanStepSeconds - 0.24 / 3) < 1e-15, `${t.meanStepSeconds}`);
   });
 
   it('ticks and labels', () => {

@@ -88,9 +88,14 @@ export class Throughput {
   private steps = 0;
   private images = 0;
   private dataWait = 0;
-  private start = performance.now();
+  private start: number;
   private totalSteps = 0;
   private totalTime = 0;
+
+  /** `clock`: milliseconds, monotonic (a test passes its own to know the windows exactly). */
+  constructor(private readonly clock: () => number = () => performance.now()) {
+    this.start = clock();
+  }
 
   /** One training step that took `seconds` overall, `waitSeconds` of it waiting for the batch. */
   step(images: number, seconds: number, waitSeconds: number): void {
@@ -103,7 +108,7 @@ export class Throughput {
 
   /** Window statistics since the last call, then a new window. */
   window(): { imagesPerSec: number; secPerIter: number; dataWaitFrac: number } {
-    const now = performance.now();
+    const now = this.clock();
     const elapsed = Math.max(1e-9, (now - this.start) / 1000);
     const r = {
       imagesPerSec: this.images / elapsed,
