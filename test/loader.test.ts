@@ -11,6 +11,7 @@ import { Tensor, liveTensors, stack, tensor, tidy } from '../lib/torch';
 import { decodeImage, readImageSize } from '../lib/data/image';
 import { ProposalStore, ProposalStoreWriter } from '../lib/data/proposal_store';
 import { Batch, LoaderError, SoCoLoader, disposeBatch } from '../lib/data/loader';
+import { settledLiveTensors } from './gc';
 import { renderViews } from '../lib/data/views';
 import { ViewAugmentation, byolAugmentation } from '../lib/data/augment';
 import { ImageViews, PAPER_GEOMETRY, Rng, officialGeometry, sampleViews } from '../lib/data/views_geometry';
@@ -155,7 +156,8 @@ describe('loader', function () {
   it('delivers views, boxes, levels and ids of the right shapes, and counts proposal fallbacks', async function () {
     const loader = new SoCoLoader({ root: IMAGES, files, proposals: store, batchSize: 4, seed: 1, log: () => undefined });
     assert.equal(loader.length, 3);
-    const live = liveTensors();
+    // Awaits let the GC backstop free earlier tests' garbage mid-count: collect it first.
+    const live = await settledLiveTensors();
     const batches = await collect(loader, 0);
     assert.equal(batches.length, 3);
     for (const b of batches) {

@@ -2,11 +2,10 @@
 // (live-tensor count exactly flat, RSS flat within a stated bound), and tidy/keep/dispose and the
 // GC backstop behave as documented, also across awaits.
 import { strict as assert } from 'assert';
-import * as v8 from 'v8';
-import * as vm from 'vm';
 import * as torch from '../lib/torch';
 import { Tensor } from '../lib/torch';
 import { native } from '../lib/torch/native';
+import { collect, gcNow } from './gc';
 
 // RSS bound for the 200-step loop, measured from step 50 (allocator pools, LibTorch's lazily
 // built kernels and V8's code are warm by then) to step 200. A leak of one activation map per
@@ -51,25 +50,7 @@ function step(net: Net, x: Tensor, y: Tensor, lr: number): number {
   });
 }
 
-function gcNow(): () => void {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-}
-
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-/** Collects garbage until `done()` or, failing that, until the live-tensor count has not moved for
- * five polls. V8 posts FinalizationRegistry cleanup as a platform task that Node runs when it gets
- * to it, so this polls on timers (up to ~5 s) rather than counting turns. */
-async function collect(gc: () => void, done: () => boolean): Promise<void> {
-  for (let i = 0, still = 0, last = -1; i < 100 && !done() && still < 5; i++) {
-    gc();
-    await new Promise((r) => setTimeout(r, 50));
-    const n = torch.liveTensors();
-    still = n === last ? still + 1 : 0;
-    last = n;
-  }
-}
 
 describe('torch memory', function () {
   this.timeout(120000);
