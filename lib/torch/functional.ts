@@ -4,6 +4,7 @@ import { loadTorchvisionOps } from './build';
 import { DType, Device, TypedArray, dtypeCode, dtypeOfArray } from './dtype';
 import { Generator, Tensor, TorchError, cudaDeviceCount, op, resolveDevice, w, ws } from './tensor';
 import { tidy } from './scope';
+import { autocast, autocastState } from './autograd';
 
 const O = {
   zeros: op('aten::zeros'), ones: op('aten::ones'), full: op('aten::full'), empty: op('aten::empty', 'memory_format'),
@@ -252,7 +253,30 @@ const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : v)
 
 export function conv2d(input: Tensor, weight: Tensor, bias: Tensor | null = null,
   o: { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number } = {}): Tensor {
-  return w(native.call(O.conv2d(), input.id, weight.id, bias ? bias.id : null, pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1));
+  const stride = pair(o.stride ?? 1), padding = pair(o.padding ?? 0);
+  const low = oneDnnStridedEdgeHazard(input, stride, padding);
+  if (low) {
+    // oneDNN's bfloat16 weight-gradient kernels (LibTorch 1.13 and 2.11, AMX and AVX512) read
+    // memory they never wrote when a strided, padded convolution sees a 1-pixel-wide input: the
+    // padding taps' gradients come out as whatever was there (NaN in a busy process; a res5 conv
+    // of a 16-pixel view). Such inputs are tiny, so they run in float32 with autocast off, and the
+    // result has the low-precision dtype autocast would have given.
+    return tidy(() => autocast('cpu', low, () => conv2d(input.to(null, 'float32'), weight.to(null, 'float32'), bias?.to(null, 'float32') ?? null, o), false)
+      .to(null, low));
+  }
+  return w(native.call(O.conv2d(), input.id, weight.id, bias ? bias.id : null, stride, padding, pair(o.dilation ?? 1), o.groups ?? 1));
+}
+
+/** The low-precision dtype a CPU convolution of this input would run in, when its shape is one
+ * that oneDNN's low-precision backward gets wrong (see conv2d); otherwise null. Shape first: the
+ * autocast state is a native call. */
+function oneDnnStridedEdgeHazard(input: Tensor, [sh, sw]: [number, number], [ph, pw]: [number, number]): 'bfloat16' | 'float16' | null {
+  const shape = input.shape;
+  const edge = (shape[shape.length - 1] === 1 && sw > 1 && pw > 0) || (shape[shape.length - 2] === 1 && sh > 1 && ph > 0);
+  if (!edge || input.device !== 'cpu') return null;
+  if (input.dtype === 'bfloat16' || input.dtype === 'float16') return input.dtype;
+  const ac = autocastState('cpu');
+  return ac.enabled && input.dtype === 'float32' && (ac.dtype === 'bfloat16' || ac.dtype === 'float16') ? ac.dtype : null;
 }
 
 /** Batch normalisation; in training mode the running statistics are updated in place. */
