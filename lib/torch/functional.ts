@@ -268,12 +268,13 @@ export function conv2d(input: Tensor, weight: Tensor, bias: Tensor | null = null
 }
 
 /** The low-precision dtype a CPU convolution of this input would run in, when its shape is one
- * that oneDNN's low-precision backward gets wrong (see conv2d); otherwise null. Shape first: the
- * autocast state is a native call. */
+ * that oneDNN's low-precision backward gets wrong (see conv2d); otherwise null. Cheapest checks
+ * first: most convolutions are not strided, and the shape and autocast state are native calls. */
 function oneDnnStridedEdgeHazard(input: Tensor, [sh, sw]: [number, number], [ph, pw]: [number, number]): 'bfloat16' | 'float16' | null {
+  const wide = sw > 1 && pw > 0, high = sh > 1 && ph > 0;
+  if (!wide && !high) return null;
   const shape = input.shape;
-  const edge = (shape[shape.length - 1] === 1 && sw > 1 && pw > 0) || (shape[shape.length - 2] === 1 && sh > 1 && ph > 0);
-  if (!edge || input.device !== 'cpu') return null;
+  if (!((wide && shape[shape.length - 1] === 1) || (high && shape[shape.length - 2] === 1)) || input.device !== 'cpu') return null;
   if (input.dtype === 'bfloat16' || input.dtype === 'float16') return input.dtype;
   const ac = autocastState('cpu');
   return ac.enabled && input.dtype === 'float32' && (ac.dtype === 'bfloat16' || ac.dtype === 'float16') ? ac.dtype : null;
